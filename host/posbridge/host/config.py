@@ -103,11 +103,12 @@ class ProcessorConfig:
 
 @dataclass(frozen=True)
 class OfflineConfig:
-    """``[offline]``: store-and-forward limits while the processor is unreachable (minor units)."""
+    """``[offline]``: limits on payments held before the processor answers (minor units, seconds)."""
 
-    max_amount: int = 10_000
-    max_total: int = 50_000
-    max_count: int = 20
+    max_transaction_amount: int = 50_000
+    max_total_amount: int = 1_000_000
+    max_count: int = 1_000
+    max_age_s: float = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -286,9 +287,10 @@ _VALIDATORS: dict[str, Callable[[Any], None]] = {
     "queue_url": _require_scheme(QUEUE_SCHEMES, allow_empty=True),
     "processor_url": _require_scheme(PROCESSOR_SCHEMES),
     "processor_timeout_s": _at_least(0.1),
-    "offline_max_amount": _at_least(0),
-    "offline_max_total": _at_least(0),
-    "offline_max_count": _at_least(0),
+    "offline_max_transaction_amount": _at_least(1),
+    "offline_max_total_amount": _at_least(1),
+    "offline_max_count": _at_least(1),
+    "offline_max_age_s": _at_least(1),
     "console_host": _non_empty,
     "console_port": _port,
 }

@@ -1,0 +1,347 @@
+"""The parts a lane is assembled from, opened from its :class:`~posbridge.host.config.Config`.
+
+:mod:`posbridge.host.lane` orchestrates; this module knows the other packages: it opens the
+transaction queue (:mod:`posbridge.host.queue`), the forwarder, the customer registry, and one
+input per configured device -- audio readers (a blocking
+:class:`~posbridge.hardware.audio.source.AudioSource` and a streaming swipe detector in a worker
+thread), dongles, chip readers and the beacon scanner. It also turns the queue's transactions
+into the console's masked summary. Imports of the parts happen inside the functions, so a lane
+without BLE or serial hardware never loads those libraries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from posbridge.host.config import Config
+from posbridge.protocols.errors import ConfigError, DeviceError, PosBridgeError
+from posbridge.protocols.types import Card, CheckIn, CheckOut, PresenceEvent, Swipe, Transaction
+
+Emit = Callable[[str, object], None]
+
+
+@dataclass(frozen=True)
+class ReadFailure:
+    """An input detected a card but could not read it; ``reason`` is cashier-readable (no card data)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class AtCounter:
+    """A checked-in customer: ``distance_m`` is the beacon's estimated distance in metres."""
+
+    customer: str
+    name: str
+    beacon: str
+    zone: str
+    distance_m: float | None
+    since: float
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data for the console."""
+        return {
+            "customer": self.customer, "name": self.name, "beacon": self.beacon, "zone": self.zone,
+            "distance_m": self.distance_m, "since": self.since,
+        }
+
+
+# ---------------------------------------------------------------------- audio readers
+
+
+class AudioReaderInput:
+    """An audio-jack magstripe reader: ``open_source()`` and a swipe detector in a worker thread.
+
+    ``open_source`` returns an :class:`~posbridge.hardware.audio.source.AudioSource`; blocks are
+    fed to ``SwipeDetector(rate, channels).process`` and every swipe is handed to the lane. The
+    thread checks for shutdown between blocks, flushes the detector and closes the source.
+    """
+
+    def __init__(self, name: str, open_source: Callable[[], Any]) -> None:
+        self.name = name
+        self._open_source = open_source
+
+    async def run(self, emit: Emit, stopping: asyncio.Event) -> None:
+        """Read until the source ends or the lane stops."""
+        stop_flag = threading.Event()
+        failure: list[BaseException] = []
+
+        def read_loop() -> None:
+            from posbridge.dsp.detector import SwipeDetector
+
+            try:
+                with self._open_source() as source:
+                    detector = SwipeDetector(source.rate, source.channels)
+                    for block in source:
+                        for swipe in detector.process(block.samples):
+                            emit(self.name, swipe)
+                        if stop_flag.is_set():
+                            break
+                    for swipe in detector.flush():
+                        emit(self.name, swipe)
+            except BaseException as error:  # handed to the event loop below
+                failure.append(error)
+
+        thread = threading.Thread(target=read_loop, name=f"audio {self.name}", daemon=True)
+        thread.start()
+        waiter = asyncio.create_task(stopping.wait())
+        try:
+            while thread.is_alive():
+                await asyncio.wait([waiter], timeout=0.1)
+                if stopping.is_set():
+                    stop_flag.set()
+                    await asyncio.to_thread(thread.join, 5.0)
+                    break
+        finally:
+            stop_flag.set()
+            waiter.cancel()
+        if failure:
+            raise failure[0]
+
+
+def audio_reader(url: str) -> AudioReaderInput:
+    """The input for one ``[audio] readers`` URL."""
+    from posbridge.hardware.audio.source import open_audio
+
+    return AudioReaderInput(f"audio {url}", lambda: open_audio(url))
+
+
+# ---------------------------------------------------------------------- configured inputs
+
+
+def configured_inputs(config: Config, registry: Any) -> list[Any]:
+    """One input per configured reader, dongle, chip reader and scanner (none by default)."""
+    inputs: list[Any] = [audio_reader(url) for url in config.audio.readers]
+    for url in config.dongles.links:
+        inputs.append(_dongle_input(url))
+    for url in config.chip.readers:
+        inputs.append(_chip_input(url))
+    if config.scanner.url:
+        inputs.append(_scanner_input(config.scanner.url, registry))
+    return inputs
+
+
+def _missing_part(key: str, what: str) -> ConfigError:
+    return ConfigError(f"{key}: {what} support is not available in this build", key=key)
+
+
+class _AsyncIterInput:
+    """An input that relays every item of an async iterator (dongle events, presence events)."""
+
+    def __init__(self, name: str, make: Callable[[], Any], convert: Callable[[Any], object | None]) -> None:
+        self.name = name
+        self._make = make
+        self._convert = convert
+
+    async def run(self, emit: Emit, stopping: asyncio.Event) -> None:
+        """Relay until the iterator ends or the lane stops."""
+        iterator = self._make().__aiter__()
+        while not stopping.is_set():
+            next_item = asyncio.ensure_future(iterator.__anext__())
+            stop_wait = asyncio.ensure_future(stopping.wait())
+            done, _ = await asyncio.wait({next_item, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            if next_item not in done:
+                next_item.cancel()
+                break
+            try:
+                item = next_item.result()
+            except StopAsyncIteration:
+                break
+            converted = self._convert(item)
+            if converted is not None:
+                emit(self.name, converted)
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+def _dongle_input(url: str) -> Any:
+    try:
+        from posbridge.host.dongle import SerialDongle
+    except ImportError:
+        raise _missing_part("[dongles] links", "dongle") from None
+
+    def encrypted_of(event: Any) -> object | None:
+        encrypted: object | None = getattr(event, "encrypted", event)
+        return encrypted
+
+    return _AsyncIterInput(f"dongle {url}", lambda: SerialDongle(url), encrypted_of)
+
+
+def _chip_input(url: str) -> Any:
+    raise _missing_part("[chip] readers", "chip reader")
+
+
+def _scanner_input(url: str, registry: Any) -> Any:
+    try:
+        from posbridge.hardware.ble import open_scanner
+        from posbridge.host.checkin import CheckInTracker
+    except ImportError:
+        raise _missing_part("[scanner] url", "BLE check-in") from None
+
+    def presence_events() -> Any:
+        tracker = CheckInTracker(registry)
+        return tracker.track(open_scanner(url))
+
+    return _AsyncIterInput(f"scanner {url}", presence_events, lambda event: event)
+
+
+# ---------------------------------------------------------------------- queue, forwarder, registry
+
+
+def open_lane_queue(config: Config) -> Any:
+    """The lane's transaction queue at ``config.queue_url`` with the configured offline limits."""
+    from posbridge.host.queue import OfflineLimits, open_queue
+
+    limits = OfflineLimits(
+        max_transaction_amount=config.offline.max_transaction_amount,
+        max_total_amount=config.offline.max_total_amount,
+        max_count=config.offline.max_count,
+        max_age_s=config.offline.max_age_s,
+    )
+    return open_queue(config.queue_url, lane=config.lane.id, key_path=config.key_path, limits=limits)
+
+
+def make_forwarder(config: Config, queue: Any) -> Any:
+    """The forwarder that sends the queue's captures to ``[processor] url``, or None if not built."""
+    try:
+        from posbridge.host.forwarder import Forwarder
+    except ImportError:
+        return None
+    return Forwarder(queue, config.processor.url, timeout_s=config.processor.timeout_s)
+
+
+async def run_forwarder(forwarder: Any) -> None:
+    """Run the forwarder until cancelled."""
+    await forwarder.run()
+
+
+async def close_forwarder(forwarder: Any) -> None:
+    """Stop the forwarder, if there is one, letting an answer in flight be recorded."""
+    if forwarder is None:
+        return
+    closer = getattr(forwarder, "aclose", None) or getattr(forwarder, "close", None)
+    if closer is not None:
+        result = closer()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+def close_queue(queue: Any) -> None:
+    """Close the queue (commits are already durable)."""
+    if queue is not None:
+        queue.close()
+
+
+def open_registry(config: Config) -> Any:
+    """The customer registry named by ``[customers] registry``, or None."""
+    if not config.customers.registry:
+        return None
+    try:
+        from posbridge.host.customers import CustomerRegistry
+    except ImportError:
+        raise _missing_part("[customers] registry", "customer registry") from None
+    return CustomerRegistry.load(config.customers.registry)
+
+
+def subscribe_queue(queue: Any, listener: Callable[[str, Any], None]) -> None:
+    """Call ``listener("transaction", Transaction)`` / ``listener("alert", dict)`` on queue events."""
+
+    def relay(event: Any) -> None:
+        if event.kind == "alert" and event.alert is not None:
+            listener("alert", event.alert.to_json())
+        elif event.kind == "transaction" and event.transaction is not None:
+            listener("transaction", event.transaction)
+
+    queue.subscribe(relay)
+
+
+async def capture(queue: Any, amount: int, currency: str, item: object, customer: str | None) -> Transaction:
+    """Capture ``item`` (a swipe, chip read, dongle payload or account holder) durably."""
+    result: Transaction = await queue.capture_async(amount, currency, item)
+    return result
+
+
+def card_from_swipe(swipe: Swipe) -> Card:
+    """The card on a decoded swipe (ISO/IEC 7813); :class:`ParseError` if its tracks do not make one."""
+    from posbridge.protocols.magstripe import card_from_tracks
+
+    return card_from_tracks(swipe.tracks)
+
+
+def account_holder(registry: Any, customer: str) -> Any:
+    """The registry entry (``.id``, ``.account_token``) of a checked-in customer."""
+    if registry is None:
+        raise DeviceError("no customer registry is configured ([customers] registry)")
+    return registry.get(customer)
+
+
+def presence_of(item: object, registry: Any) -> tuple[str, AtCounter] | None:
+    """``("check_in" | "check_out", AtCounter)`` for a presence event, else None."""
+    if not isinstance(item, CheckIn | CheckOut) or item.customer is None:
+        return None
+    event: PresenceEvent = item
+    name = item.customer
+    if registry is not None:
+        with contextlib.suppress(KeyError, PosBridgeError):
+            name = getattr(registry.get(item.customer), "name", name) or name
+    entry = AtCounter(item.customer, name, str(event.beacon), event.zone.value, event.distance_m, time.time())
+    return event.event, entry
+
+
+def forwarder_online(forwarder: Any) -> bool:
+    """False while the forwarder cannot reach the processor."""
+    if forwarder is None:
+        return False
+    return bool(getattr(forwarder, "online", True))
+
+
+def sale_status(transaction: Transaction, online: bool) -> str:
+    """The console's word for a transaction: processing, offline, approved, declined or refused."""
+    state = transaction.state.value
+    if state in ("approved", "declined", "refused"):
+        return state
+    if state == "settled":
+        return "approved"
+    return "processing" if online else "offline"
+
+
+QUEUE_GROUPS = {
+    "captured": "pending", "forwarding": "pending", "failed": "offline",
+    "approved": "forwarded", "settled": "forwarded", "declined": "declined", "refused": "declined",
+}
+
+
+def queue_summary(queue: Any, config: Config, online: bool, limit: int) -> dict[str, Any]:
+    """Counts (pending, offline, forwarded, declined), offline position and the latest ``limit`` items."""
+    status = queue.status()
+    counts = {"pending": 0, "offline": 0, "forwarded": 0, "declined": 0}
+    for state, count in status.by_state.items():
+        counts[QUEUE_GROUPS.get(state, "pending")] += count
+    depth = status.offline.count
+    if not online:
+        counts["offline"] += counts["pending"]
+        counts["pending"] = 0
+    items = []
+    for transaction in queue.list(limit=limit) if limit else []:
+        items.append({
+            "key": transaction.key, "amount": transaction.amount, "currency": transaction.currency,
+            "card": transaction.card.masked_pan if transaction.card else None,
+            "customer": transaction.customer, "state": transaction.state.value, "source": transaction.source,
+            "reason": transaction.reason, "updated_at": transaction.updated_at,
+        })
+    return {
+        "counts": counts,
+        "depth": depth,
+        "offline": not online,
+        "offline_total": status.offline.total_amount,
+        "offline_limit": config.offline.max_total_amount,
+        "items": items,
+    }
