@@ -1,0 +1,173 @@
+"""What a capture carries into the queue, from each source (issue 7, "What feeds it").
+
+A :class:`CaptureRequest` is built from a card swipe (ISO/IEC 7813 Track 2), an EMV chip read
+(Track 2 equivalent data, tag 57), keyed entry, a dongle's DUKPT payload (ANSI X9.24, kept
+encrypted as it arrived) or a checked-in customer (pay by check-in: the customer's account token
+at the processor instead of card data). Clear card data lives only in memory here and is sealed
+by the queue before it touches the disk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from posbridge.protocols.cards import validate_pan
+from posbridge.protocols.errors import ParseError, TrackError
+from posbridge.protocols.types import Card, ChipRead, EncryptedCardData, MaskedCard, Swipe
+
+SOURCES = ("swipe", "chip", "keyed", "dongle", "checkin")
+
+
+class AccountHolder(Protocol):
+    """A customer as the registry of :mod:`posbridge.host.customers` describes one."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def account_token(self) -> str: ...
+
+
+def card_from_track2(text: str) -> Card:
+    """A :class:`Card` from Track 2 text between the sentinels: ``PAN=YYMM<service code><discretionary>``.
+
+    ISO/IEC 7813 §10: field separator ``=`` (``D`` in some reader outputs), 4-digit expiry,
+    3-digit service code.
+    """
+    separator = "=" if "=" in text else ("D" if "D" in text else "")
+    if not separator:
+        raise TrackError("Track 2 has no field separator")
+    pan, rest = text.split(separator, 1)
+    validate_pan(pan)
+    expiry, service_code, discretionary = rest[:4], rest[4:7], rest[7:]
+    if len(expiry) != 4 or not expiry.isdigit() or not (service_code.isdigit() and len(service_code) == 3):
+        raise TrackError("Track 2 expiry or service code is malformed")
+    return Card(pan=pan, expiry=expiry, service_code=service_code, discretionary=discretionary)
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    """One payment to capture. ``amount`` is in minor units of ``currency`` (ISO 4217 alpha).
+
+    Exactly one of ``card`` (clear, sealed at rest), ``encrypted`` (DUKPT, stored as is) or
+    ``account_token`` (pay by check-in) is set. ``key`` is the idempotency key; ``None`` lets the
+    queue create one. ``confirm`` lists the soft risk alerts the cashier has confirmed.
+    """
+
+    amount: int
+    currency: str
+    source: str
+    card: Card | None = None
+    track2: str | None = field(default=None, repr=False)
+    encrypted: EncryptedCardData | None = None
+    customer: str | None = None
+    account_token: str | None = field(default=None, repr=False)
+    key: str | None = None
+    confirm: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.amount, bool) or not isinstance(self.amount, int) or self.amount <= 0:
+            raise ParseError("amount must be a positive whole number of minor units", field="amount")
+        if not (len(self.currency) == 3 and self.currency.isalpha() and self.currency.isupper()):
+            raise ParseError("currency must be an ISO 4217 code such as USD", field="currency")
+        if self.source not in SOURCES:
+            raise ParseError(f"source must be one of {', '.join(SOURCES)}", field="source")
+        if sum(x is not None for x in (self.card, self.encrypted, self.account_token)) != 1:
+            raise ParseError("a capture needs exactly one of card data, a DUKPT payload or an account token")
+        if self.key is not None and not (0 < len(self.key) <= 128 and self.key.isprintable()):
+            raise ParseError("an idempotency key must be 1-128 printable characters", field="key")
+
+    @property
+    def masked(self) -> MaskedCard | None:
+        """The masked card, if the capture carries a card."""
+        if self.card is not None:
+            return self.card.masked
+        if self.encrypted is not None:
+            return self.encrypted.masked
+        return None
+
+    @classmethod
+    def build(
+        cls,
+        amount: int,
+        currency: str,
+        source: Card | Swipe | ChipRead | EncryptedCardData | AccountHolder,
+        *,
+        key: str | None = None,
+        confirm: Iterable[str] = (),
+        keyed: bool = False,
+    ) -> CaptureRequest:
+        """A request from any capture source object (what :meth:`TransactionQueue.capture` accepts)."""
+        confirmed = frozenset(confirm)
+        if isinstance(source, Swipe):
+            track2 = next((t.text for t in source.tracks if t.number == 2), None)
+            if track2 is None:
+                raise TrackError("the swipe has no Track 2")
+            return cls(amount, currency, "swipe", card=card_from_track2(track2), track2=track2, key=key,
+                       confirm=confirmed)
+        if isinstance(source, ChipRead):
+            return cls(amount, currency, "chip", card=source.card, key=key, confirm=confirmed)
+        if isinstance(source, EncryptedCardData):
+            return cls(amount, currency, "dongle", encrypted=source, key=key, confirm=confirmed)
+        if isinstance(source, Card):
+            return cls(amount, currency, "keyed" if keyed else "swipe", card=source, key=key, confirm=confirmed)
+        return cls(amount, currency, "checkin", customer=source.id, account_token=source.account_token, key=key,
+                   confirm=confirmed)
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any], default_currency: str = "USD") -> CaptureRequest:
+        """A request from one JSON-lines record of ``posbridge queue capture``.
+
+        ``{"key", "amount", "currency", "track2"}`` for a swipe, ``"pan"`` + ``"expiry"`` (YYMM)
+        for keyed entry, ``"ksn"`` + ``"ciphertext"`` (hex) + ``"masked"`` for a dongle payload,
+        ``"customer"`` + ``"account_token"`` for pay by check-in; optional ``"source"`` and
+        ``"confirm"`` (list of alert kinds).
+        """
+        if not isinstance(record, Mapping):
+            raise ParseError("each line must be a JSON object")
+        amount = record.get("amount")
+        currency = record.get("currency", default_currency)
+        key = record.get("key")
+        confirm = record.get("confirm", [])
+        if not isinstance(amount, int) or not isinstance(currency, str) or not isinstance(confirm, list):
+            raise ParseError("amount must be an integer, currency a string, confirm a list")
+        if key is not None and not isinstance(key, str):
+            raise ParseError("key must be a string", field="key")
+        common: dict[str, Any] = {"key": key, "confirm": frozenset(str(c) for c in confirm)}
+        if "track2" in record:
+            track2 = str(record["track2"]).strip(";?")
+            source = str(record.get("source", "swipe"))
+            return cls(amount, currency, source, card=card_from_track2(track2), track2=track2, **common)
+        if "pan" in record:
+            pan, expiry = str(record["pan"]), record.get("expiry")
+            validate_pan(pan)
+            if expiry is not None and not (isinstance(expiry, str) and len(expiry) == 4 and expiry.isdigit()):
+                raise ParseError("expiry must be YYMM", field="expiry")
+            card = Card(pan=pan, expiry=expiry, service_code=record.get("service_code"))
+            return cls(amount, currency, str(record.get("source", "keyed")), card=card, **common)
+        if "ksn" in record:
+            try:
+                ksn, ciphertext = bytes.fromhex(record["ksn"]), bytes.fromhex(record["ciphertext"])
+                masked = MaskedCard(**record["masked"])
+            except (KeyError, TypeError, ValueError) as error:
+                raise ParseError("a dongle payload needs hex ksn, hex ciphertext and a masked card") from error
+            encrypted = EncryptedCardData(ksn, ciphertext, masked, str(record.get("scheme", "aes128")))
+            return cls(amount, currency, "dongle", encrypted=encrypted, **common)
+        if "account_token" in record:
+            return cls(amount, currency, "checkin", customer=record.get("customer"),
+                       account_token=str(record["account_token"]), **common)
+        raise ParseError("a capture needs track2, pan + expiry, ksn + ciphertext, or account_token")
+
+    def sealed_payload(self) -> bytes:
+        """The secret part to seal at rest (clear card data or account token) as JSON bytes."""
+        secret: dict[str, Any] = {}
+        if self.card is not None:
+            secret = {"pan": self.card.pan, "expiry": self.card.expiry, "service_code": self.card.service_code}
+            if self.track2:
+                secret["track2"] = self.track2
+        elif self.account_token is not None:
+            secret = {"account_token": self.account_token}
+        return json.dumps(secret, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,850 @@
+"""The durable transaction queue: a SQLite outbox (issue 7, "posbridge.host.queue").
+
+Durability: WAL journal with ``synchronous=FULL`` (SQLite "Write-Ahead Logging" §3: with FULL
+the WAL is synced at every commit, so a committed capture survives power loss), one
+``BEGIN IMMEDIATE`` transaction per capture, and the capture returns only after the commit. The
+idempotency key is the primary key: capturing a key again returns the first transaction, so a
+caller that did not see the answer (a crash, a timeout) simply sends the same key again.
+
+Card data at rest (PCI DSS 3.3.1, 3.3.2, 3.5.1): the clear part of each capture is sealed by
+:class:`~posbridge.host.queue.sealing.DeviceKey` under its own data key; when the processor
+answers, the sealed data and its wrapped key are overwritten (``secure_delete=ON`` zeroes the
+freed pages) and the WAL is checkpointed with ``TRUNCATE``. Only :class:`MaskedCard` fields and
+a keyed fingerprint of the PAN are stored in clear. DUKPT payloads from a dongle are stored as
+they arrived (ciphertext + KSN).
+
+Every state change goes through :func:`~posbridge.host.queue.lifecycle.check_transition` and
+appends a row to the ``audit`` table, which triggers keep append-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from posbridge.host.queue.capture import AccountHolder, CaptureRequest
+from posbridge.host.queue.events import EventHub, Listener, QueueEvent
+from posbridge.host.queue.lifecycle import ANSWERED_STATES, PENDING_STATES, check_transition
+from posbridge.host.queue.rules import (
+    DAY_S,
+    Alert,
+    AlertKind,
+    ConfirmationRequired,
+    OfflineLimits,
+    RiskRules,
+    bin_block_alert,
+    check_offline_limits,
+    chip_swiped_alert,
+    hard_rule_alert,
+)
+from posbridge.host.queue.sealing import DeviceKey, SealedRecord
+from posbridge.protocols.cards import redact_pans
+from posbridge.protocols.errors import (
+    CaptureRefused,
+    IllegalTransition,
+    QueueError,
+    UnknownTransaction,
+)
+from posbridge.protocols.types import (
+    Card,
+    ChipRead,
+    EncryptedCardData,
+    MaskedCard,
+    PresenceEvent,
+    Swipe,
+    Transaction,
+    TransactionState,
+)
+
+log = logging.getLogger("posbridge.queue")
+
+State = TransactionState
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS transactions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    amount INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    lane TEXT NOT NULL,
+    source TEXT NOT NULL,
+    state TEXT NOT NULL,
+    masked TEXT,
+    card_id TEXT,
+    customer TEXT,
+    reason TEXT,
+    processor_ref TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    nonce BLOB,
+    sealed BLOB,
+    wrapped_key BLOB,
+    dukpt_ksn BLOB,
+    dukpt_ciphertext BLOB,
+    dukpt_scheme TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    published_at REAL
+);
+CREATE INDEX IF NOT EXISTS transactions_state ON transactions(state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS transactions_card ON transactions(card_id, created_at);
+CREATE INDEX IF NOT EXISTS transactions_unpublished ON transactions(published_at) WHERE published_at IS NULL;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    at REAL NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_key ON audit(key);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TABLE IF NOT EXISTS presence (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    lane TEXT NOT NULL,
+    beacon TEXT NOT NULL,
+    customer TEXT,
+    event TEXT NOT NULL,
+    zone TEXT,
+    at REAL NOT NULL,
+    sale_key TEXT
+);
+CREATE INDEX IF NOT EXISTS presence_at ON presence(at) WHERE sale_key IS NULL;
+"""
+
+FORWARDING_LEASE_S = 30.0
+"""How long a claimed transaction is left to one forwarder before another may look it up."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the append-only audit trail (``at`` in seconds since the epoch)."""
+
+    key: str
+    at: float
+    from_state: str | None
+    to_state: str
+    detail: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as a JSON-ready dict."""
+        return {"key": self.key, "at": self.at, "from": self.from_state, "to": self.to_state, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class OfflineStatus:
+    """Payments held before the processor answered, against the merchant's limits."""
+
+    count: int
+    total_amount: int
+    oldest_age_s: float | None
+    limits: OfflineLimits
+
+    def to_json(self) -> dict[str, Any]:
+        """The status as a JSON-ready dict."""
+        return {
+            "offline_count": self.count,
+            "offline_total": self.total_amount,
+            "oldest_age_s": self.oldest_age_s,
+            "max_count": self.limits.max_count,
+            "max_total": self.limits.max_total_amount,
+            "max_transaction": self.limits.max_transaction_amount,
+            "max_age_s": self.limits.max_age_s,
+        }
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """Counts by state, the offline position and how many rows await publishing (fleet)."""
+
+    by_state: dict[str, int]
+    offline: OfflineStatus
+    unpublished: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The status as a JSON-ready dict."""
+        return {"by_state": self.by_state, **self.offline.to_json(), "unpublished": self.unpublished}
+
+
+@dataclass(frozen=True)
+class OutboundPayment:
+    """A claimed transaction ready to send to the processor; holds clear card data in memory only.
+
+    ``lookup_first`` is true when an earlier attempt may have reached the processor (unknown
+    outcome), so the forwarder must ask for the processor's record before creating one.
+    """
+
+    key: str
+    amount: int
+    currency: str
+    lane: str
+    source: str
+    created_at: float
+    masked: MaskedCard | None
+    secret: dict[str, Any] = field(repr=False)
+    encrypted: EncryptedCardData | None
+    lookup_first: bool
+    attempts: int = 1
+
+    def request_body(self) -> dict[str, Any]:
+        """The processor request body (see :mod:`posbridge.host.processor_sim`)."""
+        body: dict[str, Any] = {
+            "key": self.key,
+            "amount": self.amount,
+            "currency": self.currency,
+            "lane": self.lane,
+            "source": self.source,
+        }
+        if self.encrypted is not None:
+            body["dukpt"] = {
+                "ksn": self.encrypted.ksn.hex(),
+                "ciphertext": self.encrypted.ciphertext.hex(),
+                "scheme": self.encrypted.scheme,
+            }
+        elif "account_token" in self.secret:
+            body["account_token"] = self.secret["account_token"]
+        else:
+            body["card"] = dict(self.secret)
+        return body
+
+
+@dataclass(frozen=True)
+class ProcessorAnswer:
+    """The processor's answer for one key: ``status`` is approved, declined or failed."""
+
+    key: str
+    status: TransactionState
+    reason: str | None = None
+    processor_ref: str | None = None
+
+
+def _masked_to_json(masked: MaskedCard | None) -> str | None:
+    if masked is None:
+        return None
+    return json.dumps(
+        {
+            "first6": masked.first6,
+            "last4": masked.last4,
+            "pan_length": masked.pan_length,
+            "brand": masked.brand,
+            "expiry": masked.expiry,
+            "service_code": masked.service_code,
+        }
+    )
+
+
+def _masked_from_json(text: str | None) -> MaskedCard | None:
+    return MaskedCard(**json.loads(text)) if text else None
+
+
+class TransactionQueue:
+    """The store-and-forward queue of one lane over a SQLite file (the embedded default).
+
+    Thread-safe; blocking calls are short (one fsync'd commit). ``*_async`` variants run them in
+    a worker thread for asyncio callers. Amounts are in minor units; times in seconds since the
+    epoch from ``clock`` (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        lane: str = "lane-1",
+        device_key: DeviceKey | None = None,
+        key_path: str | Path | None = None,
+        limits: OfflineLimits | None = None,
+        rules: RiskRules | None = None,
+        presence_retention_s: float = DAY_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.lane = lane
+        self.limits = limits or OfflineLimits()
+        self.rules = rules or RiskRules()
+        self.presence_retention_s = presence_retention_s
+        self.clock = clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._device_key = device_key or DeviceKey.load_or_create(
+            Path(key_path) if key_path else self.path.with_name(self.path.name + ".key")
+        )
+        self._lock = threading.RLock()
+        self._hub = EventHub()
+        self._alerts: collections.deque[Alert] = collections.deque(maxlen=200)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA secure_delete=ON")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as error:
+            raise QueueError(f"cannot open the queue database {self.path}: {error}", path=str(self.path)) from error
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def url(self) -> str:
+        """The queue's URL (``sqlite:///PATH``)."""
+        return f"sqlite:///{self.path}"
+
+    def close(self) -> None:
+        """Checkpoint the WAL (TRUNCATE) and close the database."""
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                log.debug("final WAL checkpoint skipped (database busy)")
+            self._db.close()
+
+    def __enter__(self) -> TransactionQueue:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _audit(self, db: sqlite3.Connection, key: str, old: str | None, new: str, detail: str | None,
+               now: float) -> None:
+        db.execute(
+            "INSERT INTO audit(key, at, from_state, to_state, detail) VALUES (?,?,?,?,?)",
+            (key, now, old, new, redact_pans(detail) if detail else None),
+        )
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it (so overwritten card data leaves the WAL)."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # ------------------------------------------------------------------ events
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(QueueEvent)`` on every change, alert and presence event; returns unsubscribe.
+
+        A listener subscribed inside a running event loop is called on that loop; it may be a
+        coroutine function.
+        """
+        return self._hub.subscribe(listener)
+
+    def events(self) -> Any:
+        """An async iterator of every :class:`QueueEvent` from now on."""
+        return self._hub.stream()
+
+    def recent_alerts(self) -> list[Alert]:
+        """The last 200 alerts, oldest first."""
+        return list(self._alerts)
+
+    def _alert(self, alert: Alert) -> None:
+        self._alerts.append(alert)
+        self._hub.publish(QueueEvent("alert", alert=alert))
+
+    def _changed(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._hub.publish(QueueEvent("transaction", transaction=self.get(key)))
+
+    # ------------------------------------------------------------------ capture
+
+    def new_key(self) -> str:
+        """A fresh idempotency key."""
+        return f"tx_{uuid.uuid4().hex}"
+
+    def capture(
+        self,
+        amount: int,
+        currency: str,
+        source: Card | Swipe | ChipRead | EncryptedCardData | AccountHolder,
+        *,
+        key: str | None = None,
+        confirm: Iterable[str] = (),
+        keyed: bool = False,
+    ) -> Transaction:
+        """Capture a payment durably and return it (state ``captured``).
+
+        ``source`` is a :class:`Swipe`, :class:`ChipRead`, keyed :class:`Card` (``keyed=True``),
+        dongle :class:`EncryptedCardData` or a checked-in customer (``.id``, ``.account_token``).
+        Raises :class:`CaptureRefused` (``.reason`` for the cashier) over an offline limit or a
+        hard risk rule, :class:`ConfirmationRequired` when the cashier must confirm (then call
+        again with ``confirm=[alert kind]``). The same ``key`` twice yields one transaction.
+        """
+        return self.capture_request(
+            CaptureRequest.build(amount, currency, source, key=key, confirm=confirm, keyed=keyed)
+        )
+
+    async def capture_async(self, *args: Any, **kwargs: Any) -> Transaction:
+        """:meth:`capture` in a worker thread."""
+        return await asyncio.to_thread(self.capture, *args, **kwargs)
+
+    def capture_request(self, request: CaptureRequest) -> Transaction:
+        """Capture a prepared :class:`CaptureRequest` (see :meth:`capture`)."""
+        key = request.key or self.new_key()
+        now = self.clock()
+        existing = self._existing(key)
+        if existing is not None:
+            return existing
+        masked = request.masked
+        card_id = self._card_id(request)
+        alert = self._risk_alert(request, key, masked, card_id, now)
+        if alert is not None and not (alert.needs_confirmation and alert.kind.value in request.confirm):
+            self._alert(alert)
+            if alert.needs_confirmation:
+                raise ConfirmationRequired(alert.message, reason=alert.message, kind=alert.kind.value, key=key)
+            return self._refuse(request, key, masked, alert.message, alert.kind.value, now)
+        sealed = self._device_key.seal(request.sealed_payload(), key.encode()) if request.encrypted is None \
+            else None
+        encrypted = request.encrypted
+        try:
+            with self._transaction() as db:
+                row = db.execute("SELECT state FROM transactions WHERE key=?", (key,)).fetchone()
+                if row is None:
+                    count, total = self._pending(db)
+                    try:
+                        check_offline_limits(self.limits, request.amount, request.currency, count, total)
+                    except CaptureRefused as refusal:
+                        self._insert(db, request, key, masked, card_id, State.REFUSED, refusal.message, now,
+                                     None, None)
+                        refused: CaptureRefused | None = refusal
+                    else:
+                        refused = None
+                        self._insert(db, request, key, masked, card_id, State.CAPTURED, None, now, sealed,
+                                     encrypted)
+                        if request.source == "checkin":
+                            self._attach_presence(db, request, key)
+                else:
+                    refused = None
+        except sqlite3.Error as error:
+            raise QueueError(f"capture {key} was not stored: {error}", key=key) from error
+        transaction = self.get(key)
+        if refused is not None:
+            self._alert(Alert(AlertKind.OFFLINE_LIMIT, refused.message, key, masked, request.amount, now))
+            self._hub.publish(QueueEvent("transaction", transaction=transaction))
+            raise CaptureRefused(refused.message, reason=refused.message, kind=AlertKind.OFFLINE_LIMIT.value,
+                                 key=key)
+        self._hub.publish(QueueEvent("transaction", transaction=transaction))
+        return transaction
+
+    def _existing(self, key: str) -> Transaction | None:
+        try:
+            transaction = self.get(key)
+        except UnknownTransaction:
+            return None
+        if transaction.state is State.REFUSED:
+            reason = transaction.reason or "refused"
+            raise CaptureRefused(reason, reason=reason, kind="refused", key=key)
+        return transaction
+
+    def _card_id(self, request: CaptureRequest) -> str:
+        if request.card is not None:
+            return "pan:" + self._device_key.fingerprint(request.card.pan)
+        if request.encrypted is not None:
+            masked = request.encrypted.masked
+            return f"masked:{masked.masked_pan}:{masked.expiry}"
+        return f"customer:{request.customer}"
+
+    def _risk_alert(self, request: CaptureRequest, key: str, masked: MaskedCard | None, card_id: str,
+                    now: float) -> Alert | None:
+        if request.card is not None and masked is not None:
+            hard = hard_rule_alert(self.rules, request.card.pan, masked, request.amount, key, now)
+            if hard is not None:
+                return hard
+        elif masked is not None:
+            hard = bin_block_alert(self.rules, masked, request.amount, key, now)
+            if hard is not None:
+                return hard
+        if request.source == "checkin" and not self._checked_in(request.customer):
+            return Alert(AlertKind.OFFLINE_LIMIT, f"customer {request.customer} is not checked in at {self.lane}",
+                         key, None, request.amount, now)
+        if masked is not None:
+            chip = chip_swiped_alert(masked, request.source, request.amount, key, now)
+            if chip is not None and chip.kind.value not in request.confirm:
+                return chip
+        with self._lock:
+            duplicate = self._db.execute(
+                "SELECT COUNT(*) FROM transactions WHERE card_id=? AND amount=? AND created_at>=? AND state!=?",
+                (card_id, request.amount, now - self.rules.duplicate_window_s, State.REFUSED.value),
+            ).fetchone()[0]
+            recent = self._db.execute(
+                "SELECT COUNT(*) FROM transactions WHERE card_id=? AND created_at>=? AND state!=?",
+                (card_id, now - self.rules.velocity_window_s, State.REFUSED.value),
+            ).fetchone()[0]
+        shown = masked.masked_pan if masked else f"customer {request.customer}"
+        if duplicate and AlertKind.DUPLICATE.value not in request.confirm:
+            return Alert(AlertKind.DUPLICATE,
+                         f"same card {shown} and amount within {self.rules.duplicate_window_s:g} s: "
+                         "charge again? (confirm to capture)", key, masked, request.amount, now)
+        if recent >= self.rules.velocity_max and AlertKind.VELOCITY.value not in request.confirm:
+            return Alert(AlertKind.VELOCITY,
+                         f"card {shown} used {recent} times in {self.rules.velocity_window_s:g} s: "
+                         "check the customer (confirm to capture)", key, masked, request.amount, now)
+        return None
+
+    def _refuse(self, request: CaptureRequest, key: str, masked: MaskedCard | None, reason: str, kind: str,
+                now: float) -> Transaction:
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM transactions WHERE key=?", (key,)).fetchone() is None:
+                self._insert(db, request, key, masked, None, State.REFUSED, reason, now, None, None)
+        self._hub.publish(QueueEvent("transaction", transaction=self.get(key)))
+        raise CaptureRefused(reason, reason=reason, kind=kind, key=key)
+
+    def _pending(self, db: sqlite3.Connection) -> tuple[int, int]:
+        count, total = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM transactions WHERE state IN (?, ?)",
+            tuple(state.value for state in PENDING_STATES),
+        ).fetchone()
+        return int(count), int(total)
+
+    def _insert(self, db: sqlite3.Connection, request: CaptureRequest, key: str, masked: MaskedCard | None,
+                card_id: str | None, state: TransactionState, reason: str | None, now: float,
+                sealed: SealedRecord | None, encrypted: EncryptedCardData | None) -> None:
+        db.execute(
+            "INSERT INTO transactions(key, amount, currency, lane, source, state, masked, card_id, customer,"
+            " reason, created_at, updated_at, nonce, sealed, wrapped_key, dukpt_ksn, dukpt_ciphertext,"
+            " dukpt_scheme) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                key, request.amount, request.currency, self.lane, request.source, state.value,
+                _masked_to_json(masked), card_id, request.customer, reason, now, now,
+                sealed.nonce if sealed else None, sealed.ciphertext if sealed else None,
+                sealed.wrapped_key if sealed else None,
+                encrypted.ksn if encrypted else None, encrypted.ciphertext if encrypted else None,
+                encrypted.scheme if encrypted else None,
+            ),
+        )
+        self._audit(db, key, None, state.value, reason or f"{request.source} capture", now)
+
+    # ------------------------------------------------------------------ reading
+
+    _COLUMNS = ("key, amount, currency, masked, customer, lane, state, created_at, updated_at, source, reason,"
+                " processor_ref")
+
+    @staticmethod
+    def _row(row: Sequence[Any]) -> Transaction:
+        return Transaction(
+            key=row[0], amount=row[1], currency=row[2], card=_masked_from_json(row[3]), customer=row[4],
+            lane=row[5], state=State(row[6]), created_at=row[7], updated_at=row[8], source=row[9],
+            reason=row[10], processor_ref=row[11],
+        )
+
+    def get(self, key: str) -> Transaction:
+        """The transaction with idempotency key ``key``; :class:`UnknownTransaction` if none."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {self._COLUMNS} FROM transactions WHERE key=?", (key,)).fetchone()
+        if row is None:
+            raise UnknownTransaction(f"no transaction with key {key}", key=key)
+        return self._row(row)
+
+    def list(self, states: Iterable[TransactionState | str] | None = None, limit: int | None = None
+             ) -> list[Transaction]:
+        """Transactions in capture order, optionally only those in ``states``."""
+        query, params = f"SELECT {self._COLUMNS} FROM transactions", []
+        wanted = [State(state).value for state in states] if states is not None else None
+        if wanted is not None:
+            query += f" WHERE state IN ({','.join('?' * len(wanted))})"
+            params.extend(wanted)
+        query += " ORDER BY seq"
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        with self._lock:
+            return [self._row(row) for row in self._db.execute(query, params)]
+
+    def audit(self, key: str | None = None) -> list[AuditEntry]:
+        """The audit trail, oldest first (of one transaction if ``key``)."""
+        query = "SELECT key, at, from_state, to_state, detail FROM audit"
+        params: tuple[str, ...] = ()
+        if key is not None:
+            query, params = query + " WHERE key=?", (key,)
+        with self._lock:
+            return [AuditEntry(*row) for row in self._db.execute(query + " ORDER BY id", params)]
+
+    def offline_status(self) -> OfflineStatus:
+        """Count, total amount and oldest age of payments not yet answered, with the limits."""
+        with self._lock:
+            count, total = self._pending(self._db)
+            oldest = self._db.execute(
+                "SELECT MIN(created_at) FROM transactions WHERE state IN (?, ?)",
+                tuple(state.value for state in PENDING_STATES),
+            ).fetchone()[0]
+        return OfflineStatus(count, total, None if oldest is None else self.clock() - oldest, self.limits)
+
+    def status(self) -> QueueStatus:
+        """Counts by state, the offline position and the number of rows not yet published."""
+        with self._lock:
+            by_state = dict(self._db.execute("SELECT state, COUNT(*) FROM transactions GROUP BY state").fetchall())
+            unpublished = self._db.execute(
+                "SELECT COUNT(*) FROM transactions WHERE published_at IS NULL AND state IN (?, ?)",
+                tuple(state.value for state in PENDING_STATES),
+            ).fetchone()[0]
+        return QueueStatus(by_state, self.offline_status(), unpublished)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def transition(self, key: str, target: TransactionState, reason: str | None = None) -> Transaction:
+        """Move one transaction to ``target`` (:class:`IllegalTransition` if the lifecycle forbids it)."""
+        now = self.clock()
+        with self._transaction() as db:
+            self._move(db, key, target, reason, now)
+        self._changed([key])
+        return self.get(key)
+
+    def _move(self, db: sqlite3.Connection, key: str, target: TransactionState, reason: str | None, now: float,
+              processor_ref: str | None = None, destroy_secret: bool = False) -> TransactionState:
+        row = db.execute("SELECT state FROM transactions WHERE key=?", (key,)).fetchone()
+        if row is None:
+            raise UnknownTransaction(f"no transaction with key {key}", key=key)
+        current = State(row[0])
+        check_transition(key, current, target)
+        db.execute(
+            "UPDATE transactions SET state=?, reason=COALESCE(?, reason), processor_ref=COALESCE(?, processor_ref),"
+            " updated_at=? WHERE key=?",
+            (target.value, reason, processor_ref, now, key),
+        )
+        if destroy_secret:
+            db.execute("UPDATE transactions SET nonce=NULL, sealed=NULL, wrapped_key=NULL WHERE key=?", (key,))
+        self._audit(db, key, current.value, target.value, reason, now)
+        return current
+
+    def settle(self, keys: Iterable[str] | None = None) -> list[str]:
+        """Mark answered transactions settled (all approved/declined/failed ones if ``keys`` is None)."""
+        now = self.clock()
+        with self._transaction() as db:
+            if keys is None:
+                keys = [row[0] for row in db.execute(
+                    "SELECT key FROM transactions WHERE state IN (?,?,?)",
+                    (State.APPROVED.value, State.DECLINED.value, State.FAILED.value))]
+            keys = list(keys)
+            for key in keys:
+                self._move(db, key, State.SETTLED, "settled", now, destroy_secret=True)
+        self.checkpoint()
+        self._changed(keys)
+        return keys
+
+    def retry(self, keys: Iterable[str] | None = None) -> list[str]:
+        """Re-queue failed transactions that still hold their card data (same idempotency key)."""
+        now = self.clock()
+        requeued: list[str] = []
+        with self._transaction() as db:
+            if keys is None:
+                keys = [row[0] for row in db.execute(
+                    "SELECT key FROM transactions WHERE state=? AND (sealed IS NOT NULL OR dukpt_ksn IS NOT NULL)",
+                    (State.FAILED.value,))]
+            for key in keys:
+                row = db.execute("SELECT sealed IS NOT NULL OR dukpt_ksn IS NOT NULL FROM transactions WHERE key=?",
+                                 (key,)).fetchone()
+                if row is not None and not row[0]:
+                    raise IllegalTransition(f"transaction {key} no longer holds card data; take the payment again",
+                                            key=key)
+                self._move(db, key, State.CAPTURED, "retry", now)
+                db.execute("UPDATE transactions SET next_attempt_at=0, published_at=NULL WHERE key=?", (key,))
+                requeued.append(key)
+        self._changed(requeued)
+        return requeued
+
+    # ------------------------------------------------------------------ forwarding
+
+    def expire_overdue(self) -> list[Transaction]:
+        """Fail captured payments held longer than ``limits.max_age_s``; returns them (to report)."""
+        now = self.clock()
+        with self._transaction() as db:
+            keys = [row[0] for row in db.execute(
+                "SELECT key FROM transactions WHERE state=? AND created_at<?",
+                (State.CAPTURED.value, now - self.limits.max_age_s))]
+            for key in keys:
+                self._move(db, key, State.FAILED, f"expired: held offline over {self.limits.max_age_s / 3600:g} h",
+                           now, destroy_secret=True)
+        if keys:
+            self.checkpoint()
+            for key in keys:
+                transaction = self.get(key)
+                self._alert(Alert(AlertKind.EXPIRED_OFFLINE, transaction.reason or "expired", key, transaction.card,
+                                  transaction.amount, now))
+            self._changed(keys)
+        return [self.get(key) for key in keys]
+
+    def claim_for_forwarding(self, limit: int = 64, lease_s: float = FORWARDING_LEASE_S) -> list[OutboundPayment]:
+        """Claim up to ``limit`` due payments: captured ones move to ``forwarding`` durably *before*
+        anything is sent; forwarding ones whose lease ran out come back with ``lookup_first``."""
+        now = self.clock()
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT key, amount, currency, lane, source, created_at, masked, state, attempts, nonce, sealed,"
+                " wrapped_key, dukpt_ksn, dukpt_ciphertext, dukpt_scheme FROM transactions"
+                " WHERE state IN (?, ?) AND next_attempt_at<=? ORDER BY seq LIMIT ?",
+                (State.CAPTURED.value, State.FORWARDING.value, now, limit),
+            ).fetchall()
+            for row in rows:
+                if row[7] == State.CAPTURED.value:
+                    self._move(db, row[0], State.FORWARDING, "forwarding", now)
+                db.execute("UPDATE transactions SET attempts=attempts+1, next_attempt_at=? WHERE key=?",
+                           (now + lease_s, row[0]))
+        claimed = []
+        for row in rows:
+            masked = _masked_from_json(row[6])
+            secret: dict[str, Any] = {}
+            if row[10] is not None:
+                secret = json.loads(self._device_key.open(SealedRecord(row[9], row[10], row[11]), row[0].encode()))
+            encrypted = (EncryptedCardData(row[12], row[13], masked or MaskedCard("", "", 0, "unknown"), row[14])
+                         if row[12] is not None else None)
+            claimed.append(OutboundPayment(
+                key=row[0], amount=row[1], currency=row[2], lane=row[3], source=row[4], created_at=row[5],
+                masked=masked, secret=secret, encrypted=encrypted,
+                lookup_first=row[7] == State.FORWARDING.value or row[8] > 0, attempts=row[8] + 1,
+            ))
+        if rows:
+            self._changed(row[0] for row in rows if row[7] == State.CAPTURED.value)
+        return claimed
+
+    def defer(self, keys: Iterable[str], delay_s: float, reason: str) -> None:
+        """Leave forwarding payments to be retried (looked up first) after ``delay_s`` seconds."""
+        now = self.clock()
+        with self._transaction() as db:
+            for key in keys:
+                db.execute("UPDATE transactions SET next_attempt_at=?, updated_at=? WHERE key=? AND state=?",
+                           (now + delay_s, now, key, State.FORWARDING.value))
+
+    def record_answers(self, answers: Iterable[ProcessorAnswer]) -> list[str]:
+        """Apply processor answers in one commit; approved/declined destroy the card data.
+
+        An answer for a transaction already in that state (delivered twice) is ignored; the
+        keys actually changed are returned.
+        """
+        now = self.clock()
+        changed: list[str] = []
+        destroyed = False
+        with self._transaction() as db:
+            for answer in answers:
+                row = db.execute("SELECT state FROM transactions WHERE key=?", (answer.key,)).fetchone()
+                if row is None:
+                    log.warning("answer for unknown transaction %s ignored", answer.key)
+                    continue
+                if row[0] == answer.status.value:
+                    log.info("answer for %s delivered twice; applied once", answer.key)
+                    continue
+                try:
+                    self._move(db, answer.key, answer.status, answer.reason, now, answer.processor_ref,
+                               destroy_secret=answer.status in ANSWERED_STATES)
+                except IllegalTransition as error:
+                    log.warning("answer ignored: %s", error)
+                    continue
+                destroyed = destroyed or answer.status in ANSWERED_STATES
+                changed.append(answer.key)
+        if destroyed:
+            self.checkpoint()
+        self._changed(changed)
+        return changed
+
+    # ------------------------------------------------------------------ fleet outbox
+
+    def unpublished(self, limit: int = 256) -> list[tuple[str, bytes]]:
+        """Pending rows not yet acknowledged by JetStream, as ``(key, message)`` (card data still sealed)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, amount, currency, lane, source, created_at, masked, customer, nonce, sealed,"
+                " wrapped_key, dukpt_ksn, dukpt_ciphertext, dukpt_scheme FROM transactions"
+                " WHERE published_at IS NULL AND state IN (?, ?) ORDER BY seq LIMIT ?",
+                (State.CAPTURED.value, State.FORWARDING.value, limit),
+            ).fetchall()
+        messages = []
+        for row in rows:
+            message = {
+                "key": row[0], "amount": row[1], "currency": row[2], "lane": row[3], "source": row[4],
+                "created_at": row[5], "masked": json.loads(row[6]) if row[6] else None, "customer": row[7],
+                "sealed": None if row[9] is None else {"nonce": row[8].hex(), "ciphertext": row[9].hex(),
+                                                        "wrapped_key": row[10].hex()},
+                "dukpt": None if row[11] is None else {"ksn": row[11].hex(), "ciphertext": row[12].hex(),
+                                                        "scheme": row[13]},
+            }
+            messages.append((row[0], json.dumps(message, separators=(",", ":")).encode()))
+        return messages
+
+    def mark_published(self, keys: Iterable[str]) -> None:
+        """Record that JetStream acknowledged these keys (one commit)."""
+        now = self.clock()
+        with self._transaction() as db:
+            db.executemany("UPDATE transactions SET published_at=? WHERE key=?", [(now, key) for key in keys])
+
+    def open_sealed(self, key: str, sealed: dict[str, str]) -> dict[str, Any]:
+        """Open a sealed card record carried in a fleet message (needs the shared device key)."""
+        record = SealedRecord(bytes.fromhex(sealed["nonce"]), bytes.fromhex(sealed["ciphertext"]),
+                              bytes.fromhex(sealed["wrapped_key"]))
+        result: dict[str, Any] = json.loads(self._device_key.open(record, key.encode()))
+        return result
+
+    # ------------------------------------------------------------------ presence
+
+    def record_presence(self, event: PresenceEvent, lane: str | None = None) -> int:
+        """Record a check-in or check-out as the customer's presence at the lane; returns the row id.
+
+        A check-out voids nothing already captured. Rows not attached to a sale are deleted after
+        ``presence_retention_s``.
+        """
+        now = self.clock()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO presence(lane, beacon, customer, event, zone, at) VALUES (?,?,?,?,?,?)",
+                (lane or self.lane, str(event.beacon), event.customer, event.event, event.zone.value, now),
+            )
+            db.execute("DELETE FROM presence WHERE sale_key IS NULL AND at<?", (now - self.presence_retention_s,))
+        row_id = int(cursor.lastrowid or 0)
+        self._hub.publish(QueueEvent("presence", presence={
+            "event": event.event, "beacon": str(event.beacon), "customer": event.customer,
+            "lane": lane or self.lane, "zone": event.zone.value, "at": now}))
+        return row_id
+
+    def checked_in(self, lane: str | None = None) -> list[str]:
+        """Customer ids whose latest presence event at the lane is a check-in."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT customer, event FROM presence WHERE lane=? AND customer IS NOT NULL ORDER BY id",
+                (lane or self.lane,),
+            ).fetchall()
+        latest: dict[str, str] = {}
+        for customer, event in rows:
+            latest[customer] = event
+        return [customer for customer, event in latest.items() if event == "check_in"]
+
+    def _checked_in(self, customer: str | None) -> bool:
+        return customer is not None and customer in self.checked_in()
+
+    def _attach_presence(self, db: sqlite3.Connection, request: CaptureRequest, key: str) -> None:
+        db.execute(
+            "UPDATE presence SET sale_key=? WHERE id=(SELECT MAX(id) FROM presence WHERE lane=? AND customer=?"
+            " AND event='check_in')",
+            (key, self.lane, request.customer),
+        )
+
+    def purge_presence(self) -> int:
+        """Delete presence rows not attached to a sale and older than the retention; returns how many."""
+        now = self.clock()
+        with self._transaction() as db:
+            deleted = db.execute("DELETE FROM presence WHERE sale_key IS NULL AND at<?",
+                                 (now - self.presence_retention_s,)).rowcount
+        return int(deleted)
+
+    def presence_rows(self) -> list[dict[str, Any]]:
+        """Every presence row kept (for the console and tests)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, lane, beacon, customer, event, zone, at, sale_key FROM presence ORDER BY id").fetchall()
+        names = ("id", "lane", "beacon", "customer", "event", "zone", "at", "sale_key")
+        return [dict(zip(names, row, strict=True)) for row in rows]
