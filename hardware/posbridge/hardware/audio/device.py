@@ -204,6 +204,14 @@ class DeviceAudioSource(AudioSource):
 
     def _check_settings(self, index: int) -> None:
         sd = sounddevice_module()
+        most = int(sd.query_devices(index)["max_input_channels"])
+        if self.channels > most:
+            raise UnsupportedSetting(
+                f"audio input {self.device or index} offers at most {most} channel(s), not {self.channels}",
+                device=self.device,
+                channels=self.channels,
+                offered_channels=most,
+            )
         try:
             sd.check_input_settings(device=index, channels=self.channels, dtype="int16", samplerate=self.rate)
         except Exception as error:
