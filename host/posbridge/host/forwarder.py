@@ -231,9 +231,16 @@ class Forwarder:
         self.poll_s = poll_s
         self.rng = rng or random.Random()
 
+    @property
+    def online(self) -> bool:
+        """False while requests to the processor are failing (the console shows "offline")."""
+        return self.breaker.failures == 0 and self.breaker.state == "closed"
+
     async def close(self) -> None:
         """Close the HTTP connection pool."""
         await self.client.close()
+
+    aclose = close
 
     async def __aenter__(self) -> Forwarder:
         return self

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from posbridge.protocols.cards import validate_pan
-from posbridge.protocols.errors import ParseError, TrackError
-from posbridge.protocols.types import Card, ChipRead, EncryptedCardData, MaskedCard, Swipe
+from posbridge.protocols.errors import ParseError
+from posbridge.protocols.magstripe import card_from_tracks
+from posbridge.protocols.types import Card, ChipRead, EncryptedCardData, MaskedCard, Swipe, Track, TrackFormat
 
 SOURCES = ("swipe", "chip", "keyed", "dongle", "checkin")
 
@@ -34,18 +35,10 @@ class AccountHolder(Protocol):
 def card_from_track2(text: str) -> Card:
     """A :class:`Card` from Track 2 text between the sentinels: ``PAN=YYMM<service code><discretionary>``.
 
-    ISO/IEC 7813 §10: field separator ``=`` (``D`` in some reader outputs), 4-digit expiry,
-    3-digit service code.
+    Parsed by :func:`posbridge.protocols.magstripe.card_from_tracks` (ISO/IEC 7813 format B);
+    :class:`TrackError` if malformed or the PAN fails the Luhn check.
     """
-    separator = "=" if "=" in text else ("D" if "D" in text else "")
-    if not separator:
-        raise TrackError("Track 2 has no field separator")
-    pan, rest = text.split(separator, 1)
-    validate_pan(pan)
-    expiry, service_code, discretionary = rest[:4], rest[4:7], rest[7:]
-    if len(expiry) != 4 or not expiry.isdigit() or not (service_code.isdigit() and len(service_code) == 3):
-        raise TrackError("Track 2 expiry or service code is malformed")
-    return Card(pan=pan, expiry=expiry, service_code=service_code, discretionary=discretionary)
+    return card_from_tracks([Track(number=2, format=TrackFormat.BCD, text=text)])
 
 
 @dataclass(frozen=True)
@@ -104,9 +97,7 @@ class CaptureRequest:
         confirmed = frozenset(confirm)
         if isinstance(source, Swipe):
             track2 = next((t.text for t in source.tracks if t.number == 2), None)
-            if track2 is None:
-                raise TrackError("the swipe has no Track 2")
-            return cls(amount, currency, "swipe", card=card_from_track2(track2), track2=track2, key=key,
+            return cls(amount, currency, "swipe", card=card_from_tracks(source.tracks), track2=track2, key=key,
                        confirm=confirmed)
         if isinstance(source, ChipRead):
             return cls(amount, currency, "chip", card=source.card, key=key, confirm=confirmed)

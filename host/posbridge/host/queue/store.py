@@ -722,11 +722,12 @@ class TransactionQueue:
                 db.execute("UPDATE transactions SET next_attempt_at=?, updated_at=? WHERE key=? AND state=?",
                            (now + delay_s, now, key, State.FORWARDING.value))
 
-    def record_answers(self, answers: Iterable[ProcessorAnswer]) -> list[str]:
+    def record_answers(self, answers: Iterable[ProcessorAnswer], via_fleet: bool = False) -> list[str]:
         """Apply processor answers in one commit; approved/declined destroy the card data.
 
         An answer for a transaction already in that state (delivered twice) is ignored; the
-        keys actually changed are returned.
+        keys actually changed are returned. ``via_fleet``: the answer came from the store
+        forwarder over JetStream, so a ``captured`` row first steps through ``forwarding``.
         """
         now = self.clock()
         changed: list[str] = []
@@ -740,6 +741,8 @@ class TransactionQueue:
                 if row[0] == answer.status.value:
                     log.info("answer for %s delivered twice; applied once", answer.key)
                     continue
+                if row[0] == State.CAPTURED.value and via_fleet:
+                    self._move(db, answer.key, State.FORWARDING, "forwarded by the fleet forwarder", now)
                 try:
                     self._move(db, answer.key, answer.status, answer.reason, now, answer.processor_ref,
                                destroy_secret=answer.status in ANSWERED_STATES)
