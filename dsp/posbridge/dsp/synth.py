@@ -164,7 +164,9 @@ def synthesize_swipe(
     together. Returns float32 samples in [-1, 1], shape ``(n,)`` mono or ``(n, 2)`` stereo.
     """
     specs = _tracks_of(tracks)
-    channel_specs = [specs[0]] if params.channels == 1 else [specs[0], specs[1] if len(specs) > 1 else specs[0]]
+    channel_specs = [specs[0]]
+    if params.channels == 2:
+        channel_specs.append(specs[1] if len(specs) > 1 else specs[0])
     channel_bits = [
         [0] * params.leading_zeros + encode_track(text, fmt) + [0] * params.trailing_zeros
         for text, fmt in channel_specs
@@ -217,7 +219,8 @@ def synthesize_swipe(
         hum_amplitude = np.sqrt(2 * signal_power * 10 ** (params.hum_db / 10) / (1 + 0.3**2 + 0.15**2))
         for harmonic, weight in ((1, 1.0), (3, 0.3), (5, 0.15)):
             phase = rng.uniform(0, 2 * np.pi)
-            out += (hum_amplitude * weight * np.sin(2 * np.pi * params.hum_hz * harmonic * t + phase))[:, None]
+            tone = hum_amplitude * weight * np.sin(2 * np.pi * params.hum_hz * harmonic * t + phase)
+            out += tone[:, None]
     if params.snr_db is not None:
         noise_power = signal_power / 10 ** (params.snr_db / 10)
         out += rng.normal(0.0, np.sqrt(noise_power), out.shape)

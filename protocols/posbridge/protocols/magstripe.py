@@ -54,7 +54,9 @@ class CharacterSet:
         """The character code of ``char`` (raises :class:`TrackError` if not in this set)."""
         value = ord(char) - self.ascii_offset
         if not 0 <= value < 1 << self.data_bits:
-            raise TrackError(f"character {char!r} is not in the {self.format} character set", format=self.format)
+            raise TrackError(
+                f"character {char!r} is not in the {self.format} character set", format=self.format
+            )
         return value
 
     def char(self, code: int) -> str:
