@@ -21,12 +21,11 @@ goes away.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from numpy.typing import NDArray
-
 from posbridge.dsp.modem._tones import ToneBank
 from posbridge.dsp.modem.modulator import DIBIT_OF_GRAY_TONE, crc8
 from posbridge.dsp.modem.profiles import BURST_HEADER_BYTES, ModemProfile, get_profile
@@ -222,7 +221,7 @@ class _BurstReceiver:
 
     # ------------------------------------------------------------------ symbol tracking
 
-    def _interpolate(self, rows: NDArray[np.float64], positions: NDArray[np.float64]) -> NDArray[np.float64]:
+    def _interpolate(self, rows: NDArray[np.float64], positions: NDArray[np.floating]) -> NDArray[np.float64]:
         relative = positions - self._base
         floor = np.floor(relative).astype(np.int64)
         fraction = relative - floor

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-
 from posbridge.dsp.modem.profiles import BURST_HEADER_BYTES, ModemProfile, get_profile
 from posbridge.protocols.errors import UsageError
 
@@ -78,7 +77,8 @@ class FskModulator:
         if self.profile.kind == "async":
             return self._synthesize_async(bytes(data))
         size = self.profile.max_burst_bytes
-        bursts = [self._synthesize_burst(bytes(data[start : start + size])) for start in range(0, len(data), size)]
+        starts = range(0, len(data), size)
+        bursts = [self._synthesize_burst(bytes(data[start : start + size])) for start in starts]
         return np.concatenate(bursts)
 
     def _synthesize_async(self, data: bytes) -> NDArray[np.float32]:
