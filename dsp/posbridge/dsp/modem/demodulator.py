@@ -225,7 +225,8 @@ class _BurstReceiver:
         relative = positions - self._base
         floor = np.floor(relative).astype(np.int64)
         fraction = relative - floor
-        return rows[..., floor] * (1 - fraction) + rows[..., floor + 1] * fraction
+        blended: NDArray[np.float64] = rows[..., floor] * (1 - fraction) + rows[..., floor + 1] * fraction
+        return blended
 
     def _track(self, out: bytearray) -> bool:
         count = self.block_symbols
