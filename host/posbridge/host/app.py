@@ -209,29 +209,48 @@ def open_lane_queue(config: Config) -> Any:
     return open_queue(config.queue_url, lane=config.lane.id, key_path=config.key_path, limits=limits)
 
 
-def make_forwarder(config: Config, queue: Any) -> Any:
-    """The forwarder that sends the queue's captures to ``[processor] url``, or None if not built."""
-    try:
-        from posbridge.host.forwarder import Forwarder
-    except ImportError:
-        return None
-    return Forwarder(queue, config.processor.url, timeout_s=config.processor.timeout_s)
+class ForwarderRunner:
+    """Runs a :class:`~posbridge.host.forwarder.Forwarder` and tracks whether the processor answers.
+
+    ``online`` turns False when a pass defers payments (processor unavailable) or the circuit
+    breaker is open, and True again when the processor answers; ``on_change`` is called then.
+    """
+
+    def __init__(self, forwarder: Any) -> None:
+        self.forwarder = forwarder
+        self.on_change: Callable[[], None] | None = None
+        self._online = True
+        self._stop = asyncio.Event()
+
+    @property
+    def online(self) -> bool:
+        """False while the processor cannot be reached."""
+        return self._online and self.forwarder.breaker.state == "closed"
+
+    def _on_report(self, report: Any) -> None:
+        if report.deferred:
+            self._online = False
+        elif report.answered:
+            self._online = True
+        if self.on_change is not None:
+            self.on_change()
+
+    async def run(self) -> None:
+        """Forward until :meth:`close`."""
+        await self.forwarder.run(self._stop, on_report=self._on_report)
+
+    async def close(self) -> None:
+        """Stop after the pass in flight (its answers are recorded) and close the HTTP pool."""
+        self._stop.set()
+        await self.forwarder.close()
 
 
-async def run_forwarder(forwarder: Any) -> None:
-    """Run the forwarder until cancelled."""
-    await forwarder.run()
+def make_forwarder(config: Config, queue: Any, **options: Any) -> ForwarderRunner:
+    """The forwarder that sends the queue's captures to ``[processor] url``; ``options`` tune it."""
+    from posbridge.host.forwarder import Forwarder
 
-
-async def close_forwarder(forwarder: Any) -> None:
-    """Stop the forwarder, if there is one, letting an answer in flight be recorded."""
-    if forwarder is None:
-        return
-    closer = getattr(forwarder, "aclose", None) or getattr(forwarder, "close", None)
-    if closer is not None:
-        result = closer()
-        if asyncio.iscoroutine(result):
-            await result
+    return ForwarderRunner(Forwarder(queue, config.processor.url, timeout_s=config.processor.timeout_s,
+                                     **options))
 
 
 def close_queue(queue: Any) -> None:
@@ -294,13 +313,6 @@ def presence_of(item: object, registry: Any) -> tuple[str, AtCounter] | None:
             name = getattr(registry.get(item.customer), "name", name) or name
     entry = AtCounter(item.customer, name, str(event.beacon), event.zone.value, event.distance_m, time.time())
     return event.event, entry
-
-
-def forwarder_online(forwarder: Any) -> bool:
-    """False while the forwarder cannot reach the processor."""
-    if forwarder is None:
-        return False
-    return bool(getattr(forwarder, "online", True))
 
 
 def sale_status(transaction: Transaction, online: bool) -> str:

@@ -183,7 +183,7 @@ class Lane:
         *,
         inputs: Iterable[LaneInput] = (),
         queue: Any = None,
-        forwarder: Any = None,
+        forwarder: parts.ForwarderRunner | None = None,
         registry: Any = None,
         on_line: Callable[[str], None] | None = None,
     ) -> None:
@@ -206,6 +206,7 @@ class Lane:
         self._started = False
         self._pending_card: CardSource | None = None
         self._capture_started: dict[str, float] = {}
+        self._forwarder_task: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -229,8 +230,8 @@ class Lane:
         parts.subscribe_queue(self._queue, self._on_queue_event)
         inputs = [*parts.configured_inputs(self.config, self._registry), *self._extra_inputs]
         self._tasks.append(asyncio.create_task(self._consume(), name="lane-consume"))
-        if self._forwarder is not None:
-            self._tasks.append(asyncio.create_task(parts.run_forwarder(self._forwarder), name="forwarder"))
+        self._forwarder.on_change = self._on_forwarder_change
+        self._forwarder_task = asyncio.create_task(self._forwarder.run(), name="forwarder")
         for lane_input in inputs:
             self._input_tasks.append(asyncio.create_task(self._run_input(lane_input), name=lane_input.name))
         self._started = True
@@ -252,7 +253,11 @@ class Lane:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await parts.close_forwarder(self._forwarder)
+        if self._forwarder is not None:
+            await self._forwarder.close()
+        if self._forwarder_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._forwarder_task, timeout=10.0)
         parts.close_queue(self._queue)
         self.watch_state.close()
         self.line(f"lane {self.config.lane.id} stopped")
@@ -324,6 +329,7 @@ class Lane:
         else:
             presence = parts.presence_of(item, self._registry)
             if presence is not None:
+                await asyncio.to_thread(self._queue.record_presence, item)
                 self._on_presence(*presence)
 
     # ----------------------------------------------------------------- presence
@@ -417,15 +423,28 @@ class Lane:
     def _apply_transaction(self, transaction: Any) -> None:
         status = parts.sale_status(transaction, self.online)
         started = self._capture_started.get(transaction.key)
-        if status in ("approved", "declined") and started is not None:
+        if started is None:
+            return
+        answered_badly = transaction.reason and status in ("declined", "refused")
+        reason = f" ({transaction.reason})" if answered_badly else ""
+        card = f" {transaction.card.masked_pan}" if transaction.card else ""
+        amount = money(transaction.amount, transaction.currency)
+        if status in ("approved", "declined"):
             self.metrics.observe_forward_latency(time.monotonic() - started)
             del self._capture_started[transaction.key]
         sale = self.sale
-        if sale is not None and sale.key == transaction.key and status != sale.status:
-            self.sale = replace(sale, status=status, reason=transaction.reason)
-            card = f" {sale.card}" if sale.card else ""
-            reason = f" ({transaction.reason})" if transaction.reason else ""
-            self.line(f"{status} {money(sale.amount, sale.currency)}{card}{reason}")
+        if sale is not None and sale.key == transaction.key:
+            if status != sale.status:
+                self.sale = replace(sale, status=status, reason=transaction.reason if reason else None)
+                self.line(f"{status} {amount}{card}{reason}")
+        elif status in ("approved", "declined"):
+            self.line(f"stored payment forwarded: {status} {amount}{card}{reason}")
+
+    def _on_forwarder_change(self) -> None:
+        sale = self.sale
+        if sale is not None and sale.key is not None:
+            self._apply_transaction(self._queue.get(sale.key))
+        self.watch_state.bump()
 
     # ----------------------------------------------------------------- reporting
 
@@ -451,7 +470,7 @@ class Lane:
     @property
     def online(self) -> bool:
         """False while the processor cannot be reached (payments are stored offline)."""
-        return parts.forwarder_online(self._forwarder)
+        return self._forwarder is not None and self._forwarder.online
 
     def _queue_label(self) -> str:
         return self.config.queue_url.split("://", 1)[0]

@@ -1,14 +1,25 @@
 """``posbridge demo``: a scripted shop on virtual hardware (issue 8, DESIGN.md "The command line").
 
-Customers walk in, swipe cards, and the lane decodes them; only masked card data is printed.
-The demo ends by itself after ``--duration`` seconds and exits 0.
+The same :class:`~posbridge.host.lane.Lane` as ``posbridge run``, with a virtual card reader (an
+:class:`~posbridge.hardware.audio.source.AudioSource` fed with synthesized swipes, decoded by
+the real swipe detector), scripted beacon check-ins and an in-process processor simulator.
+Customers walk in, swipe cards, pay by check-in; the network drops and comes back; a duplicate
+swipe and an expired card raise alerts. Only masked card data is printed. The console is served
+while it runs; the demo ends by itself after ``--duration`` seconds and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import queue
 import random
+import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from posbridge.host.cli._output import add_output_options, emit_json, emit_line
 
@@ -16,6 +27,9 @@ COMMAND = "demo"
 HELP = "run a scripted shop on virtual hardware and serve the merchant console"
 
 DEFAULT_DURATION_S = 60.0
+SCRIPT_LENGTH_S = 50.0
+READER_RATE = 48_000
+BLOCK_FRAMES = 480
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +37,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, metavar="S",
                         help=f"seconds until the demo ends by itself (default {DEFAULT_DURATION_S:g})")
     parser.add_argument("--console", default="127.0.0.1:8080", metavar="HOST:PORT",
-                        help="where to serve the merchant console (default 127.0.0.1:8080)")
+                        help="where to serve the merchant console (default 127.0.0.1:8080; port 0: any)")
     parser.add_argument("--state-dir", default=None, metavar="DIR",
                         help="directory for the demo's database and logs (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=20261126, help="random seed of the scripted shop")
@@ -31,27 +45,329 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"`` -> ``("127.0.0.1", 8080)``; :class:`UsageError` otherwise."""
+    from posbridge.protocols.errors import UsageError
+
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--console must be HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+class ScriptedReaderSource:
+    """A virtual audio-jack reader: silence with a little hiss, plus swipes the script pushes.
+
+    Paced in real time like a sound card; blocks are float32 ``(480, 1)`` at 48 kHz. Implements
+    the :class:`~posbridge.hardware.audio.source.AudioSource` protocol the lane's reader uses.
+    """
+
+    def __init__(self, seed: int) -> None:
+        from posbridge.hardware.audio.source import AudioSource
+
+        outer = self
+
+        class _Source(AudioSource):
+            @classmethod
+            def from_url(cls, url: str, target: str, params: dict[str, str]) -> AudioSource:
+                raise NotImplementedError
+
+            def _read_frames(self) -> Any:
+                return outer._next_block()
+
+            def _close(self) -> None:
+                outer.closed = True
+
+        import numpy as np
+
+        self._np = np
+        self._rng = np.random.default_rng(seed)
+        self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self.closed = False
+        self.source = _Source("virtual://scripted-reader", READER_RATE, 1)
+
+    def push(self, samples: Any) -> None:
+        """Queue a swipe's samples (float32, shape ``(n,)``) to play next; thread-safe."""
+        self._pending.put(samples)
+
+    def _next_block(self) -> Any:
+        np = self._np
+        if self.closed:
+            return None
+        while self._buffer.shape[0] < BLOCK_FRAMES and not self._pending.empty():
+            self._buffer = np.concatenate([self._buffer, self._pending.get().astype(np.float32).reshape(-1)])
+        block = (self._rng.standard_normal(BLOCK_FRAMES) * 0.0005).astype(np.float32)
+        take = min(BLOCK_FRAMES, self._buffer.shape[0])
+        block[:take] += self._buffer[:take]
+        self._buffer = self._buffer[take:]
+        self.source.pace((self.source.frames_read + BLOCK_FRAMES) / READER_RATE)
+        return block.reshape(-1, 1)
+
+
+def _has_detector() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("posbridge.dsp.detector") is not None
+
+
+@dataclass(frozen=True)
+class DemoCustomer:
+    """A registered demo customer with a beacon and a processor account token (pay by check-in)."""
+
+    id: str
+    name: str
+    beacon: str
+    account_token: str
+
+
+class DemoRegistry:
+    """The demo's customers by id (``get`` like :class:`posbridge.host.customers.CustomerRegistry`)."""
+
+    def __init__(self, customers: list[DemoCustomer]) -> None:
+        self._by_id = {customer.id: customer for customer in customers}
+
+    def get(self, customer: str) -> DemoCustomer:
+        """The customer with that id; KeyError if unknown."""
+        return self._by_id[customer]
+
+
+CUSTOMERS = [
+    DemoCustomer("cust-alice", "Alice", "ibeacon:e2c56db5-dffb-48d2-b060-d0f5a71096e0:1:1", "acct_alice"),
+    DemoCustomer("cust-bob", "Bob", "ibeacon:e2c56db5-dffb-48d2-b060-d0f5a71096e0:1:2", "acct_bob"),
+    DemoCustomer("cust-carol", "Carol", "eddystone-uid:edd1ebeac04e5defa017:0000000000c4", "acct_carol"),
+]
+
+
+class DemoShop:
+    """The demo's lane with its virtual hardware and processor simulator.
+
+    ``auto_swipe``: when a sale opened from the console waits for a card, a virtual customer
+    swipes a good test card after a moment (so the console can be tried by hand).
+    """
+
+    def __init__(self, state_dir: Path, console: tuple[str, int], seed: int, on_line: Callable[[str], None],
+                 auto_swipe: bool = True) -> None:
+        self.state_dir = state_dir
+        self.console = console
+        self.seed = seed
+        self.on_line = on_line
+        self.auto_swipe = auto_swipe
+        self.rng = random.Random(seed)
+        self.reader = ScriptedReaderSource(seed)
+        self.registry = DemoRegistry(CUSTOMERS)
+        self.lane: Any = None
+        self.sim: Any = None
+        self.console_port = 0
+        self._runner: Any = None
+        self._script_busy = False
+        self._auto_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the processor simulator, the lane and the console."""
+        from posbridge.host import app as parts
+        from posbridge.host.config import Config, ConsoleConfig, LaneConfig, ProcessorConfig
+        from posbridge.host.console import serve_console
+        from posbridge.host.forwarder import CircuitBreaker, RetryPolicy
+        from posbridge.host.lane import Lane
+        from posbridge.host.processor_sim import ProcessorSim
+
+        self.sim = ProcessorSim(accounts={customer.account_token: 100_000 for customer in CUSTOMERS})
+        processor_url = await self.sim.start()
+        config = Config(
+            lane=LaneConfig(id="demo-lane"),
+            processor=ProcessorConfig(url=processor_url, timeout_s=2.0),
+            console=ConsoleConfig(host=self.console[0], port=self.console[1]),
+            state_dir=self.state_dir,
+            log_file=str(self.state_dir / "posbridge.log"),
+        )
+        queue_ = parts.open_lane_queue(config)
+        forwarder = parts.make_forwarder(
+            config, queue_, retry=RetryPolicy(base_s=0.2, max_s=1.0), breaker=CircuitBreaker(3, 1.5),
+            stagger_s=0.1, poll_s=0.2,
+        )
+        inputs = [parts.AudioReaderInput("reader", lambda: self.reader.source)] if _has_detector() else []
+        self.lane = Lane(config, inputs=inputs, queue=queue_, forwarder=forwarder, registry=self.registry,
+                         on_line=self.on_line)
+        await self.lane.start()
+        self._runner, self.console_port = await serve_console(self.lane, *self.console)
+        self.on_line(f"console on http://{self.console[0]}:{self.console_port}/")
+        if self.auto_swipe:
+            self._auto_task = asyncio.create_task(self._auto_swipe())
+
+    async def stop(self) -> None:
+        """Stop the console, the lane and the simulator."""
+        if self._auto_task is not None:
+            self._auto_task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.lane is not None:
+            await self.lane.stop()
+        if self.sim is not None:
+            await self.sim.stop()
+
+    # ------------------------------------------------------------ virtual hardware
+
+    def test_card(self, expiry: str = "3012", prefix: str | None = None) -> Any:
+        """A Luhn-valid test card (test BIN prefixes only)."""
+        from posbridge.protocols.cards import generate_test_pan
+        from posbridge.protocols.types import Card
+
+        pan = generate_test_pan(self.rng, prefix=prefix)
+        return Card(pan=pan, expiry=expiry, service_code="101", name="DEMO/CUSTOMER", discretionary="1234567")
+
+    def swipe(self, card: Any) -> None:
+        """Swipe ``card`` through the virtual reader (synthesized audio, decoded by the detector)."""
+        if not _has_detector():
+            self.lane.emit("reader (no audio decoder in this build)", card)
+            return
+        import numpy as np
+        from posbridge.dsp.synth import SwipeParams, synthesize_swipe
+
+        noise = np.random.default_rng(self.rng.randrange(2**32))
+        self.reader.push(synthesize_swipe(card, SwipeParams(rate=READER_RATE), noise))
+
+    def walk_in(self, customer: DemoCustomer, distance_m: float = 0.8) -> None:
+        """The customer's beacon comes close to the counter (a check-in)."""
+        from posbridge.protocols.types import BeaconId, CheckIn, Zone
+
+        self.lane.emit("beacons", CheckIn(time.time(), BeaconId(customer.beacon), customer.id, Zone.COUNTER,
+                                          distance_m))
+
+    def walk_out(self, customer: DemoCustomer) -> None:
+        """The customer's beacon leaves (a check-out)."""
+        from posbridge.protocols.types import BeaconId, CheckOut, Zone
+
+        event = CheckOut(time.time(), BeaconId(customer.beacon), customer.id, Zone.GONE, None)
+        self.lane.emit("beacons", event)
+
+    def network(self, up: bool) -> None:
+        """Cut the processor off (every request fails) or bring it back."""
+        self.sim.set_fault("ok" if up else "fail")
+        self.on_line("network: processor reachable again" if up else "network: processor unreachable")
+
+    async def settle(self, timeout: float) -> str:
+        """Wait until the sale leaves waiting/processing (or ``timeout`` s); its status."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sale = self.lane.sale
+            if sale is not None and sale.status not in ("waiting", "processing"):
+                return str(sale.status)
+            await asyncio.sleep(0.05)
+        return str(self.lane.sale.status) if self.lane.sale else "none"
+
+    async def _auto_swipe(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            sale = self.lane.sale
+            if self._script_busy or sale is None or sale.status != "waiting":
+                continue
+            if time.time() - sale.opened_at > 1.0:
+                self.swipe(self.test_card())
+                await self.settle(10.0)
+
+    # ------------------------------------------------------------ the script
+
+    async def sale(self, amount: int, customer: DemoCustomer | None, card: Any, wait: float) -> str:
+        """Open a sale, present ``card`` (None: pay by check-in), wait for the outcome."""
+        self._script_busy = True
+        try:
+            if self.lane.sale is not None and self.lane.sale.status == "waiting":
+                await self.lane.cancel_sale()
+            if card is None:
+                assert customer is not None
+                await self.lane.pay_by_checkin(amount, customer.id)
+            else:
+                await self.lane.open_sale(amount, customer.id if customer else None)
+                self.swipe(card)
+            return await self.settle(wait)
+        finally:
+            self._script_busy = False
+
+    def script(self, scale: float) -> list[tuple[float, Callable[[], Awaitable[Any]]]]:
+        """The scripted shop: (script time in seconds x ``scale``, step)."""
+        alice, bob, carol = CUSTOMERS
+        repeat_card = self.test_card(prefix="555555")
+        wait = max(3.0, 4.0 * scale)
+
+        async def do(action: Callable[[], Any]) -> None:
+            action()
+
+        steps: list[tuple[float, Callable[[], Awaitable[Any]]]] = [
+            (1, lambda: do(lambda: self.walk_in(alice))),
+            (3, lambda: self.sale(1250, alice, self.test_card(prefix="411111"), wait)),
+            (8, lambda: do(lambda: self.walk_in(bob, 1.4))),
+            (10, lambda: self.sale(420, bob, None, wait)),
+            (14, lambda: self.sale(3000, None, repeat_card, wait)),
+            (18, lambda: self.sale(3000, None, repeat_card, wait)),
+            (22, lambda: self.sale(800, None, self.test_card(expiry="2101"), wait)),
+            (26, lambda: do(lambda: self.network(False))),
+            (27, lambda: self.sale(1500, None, self.test_card(), wait)),
+            (31, lambda: self.sale(2200, alice, self.test_card(), wait)),
+            (35, lambda: do(lambda: self.network(True))),
+            (38, lambda: do(lambda: self.walk_out(alice))),
+            (40, lambda: do(lambda: self.walk_in(carol, 0.6))),
+            (42, lambda: self.sale(999, carol, self.test_card(prefix="378282"), wait)),
+            (47, lambda: do(lambda: self.walk_out(bob))),
+        ]
+        return [(at * scale, step) for at, step in steps]
+
+    async def run_script(self, duration: float) -> None:
+        """Play the script scaled to fit ``duration`` seconds, then idle until it is over."""
+        started = time.monotonic()
+        scale = min(1.0, max(duration - 2.0, 1.0) / SCRIPT_LENGTH_S)
+        for at, step in self.script(scale):
+            remaining = started + duration - time.monotonic()
+            delay = started + at - time.monotonic()
+            if delay >= remaining:
+                break
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await step()
+        rest = started + duration - time.monotonic()
+        if rest > 0:
+            await asyncio.sleep(rest)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit code."""
-    rng = random.Random(args.seed)
-    deadline = time.monotonic() + max(args.duration, 0.0)
-    try:
-        from posbridge.dsp.detector import decode_recording
-        from posbridge.dsp.synth import SwipeParams, synthesize_swipe, test_card_tracks
-        from posbridge.protocols.magstripe import card_from_tracks
-    except ImportError:
-        emit_line("posbridge demo: the decoder is not built yet; nothing to show (placeholder)")
-        return 0
-    rate = 48_000
-    for index in range(3):
-        if time.monotonic() > deadline:
-            break
-        tracks = test_card_tracks(rng)
-        samples = synthesize_swipe(tracks, SwipeParams(), rng)
-        for swipe in decode_recording(samples, rate):
-            card = card_from_tracks(swipe.tracks)
-            if args.json:
-                emit_json({"event": "swipe", "index": index, "card": card.masked.to_json()})
-            else:
-                emit_line(f"swipe {index + 1}: {card.masked}")
+    console = parse_host_port(args.console)
+    started = time.monotonic()
+
+    def on_line(text: str) -> None:
+        if args.json:
+            emit_json({"t": round(time.monotonic() - started, 2), "event": text})
+        else:
+            emit_line(f"[{time.monotonic() - started:6.2f}s] {text}")
+
+    with tempfile.TemporaryDirectory(prefix="posbridge-demo-") as temporary:
+        state_dir = Path(args.state_dir) if args.state_dir else Path(temporary)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        _log_to_file(state_dir / "posbridge.log")
+        asyncio.run(_run_demo(state_dir, console, args.seed, max(args.duration, 0.0), on_line))
     return 0
+
+
+def _log_to_file(path: Path) -> None:
+    """The demo prints its own lines; the log (redacted, like every posbridge log) goes to ``path``."""
+    import logging
+
+    from posbridge.protocols.logs import RedactingFilter
+
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+async def _run_demo(state_dir: Path, console: tuple[str, int], seed: int, duration: float,
+                    on_line: Callable[[str], None]) -> None:
+    shop = DemoShop(state_dir, console, seed, on_line)
+    await shop.start()
+    try:
+        await shop.run_script(duration)
+    finally:
+        await shop.stop()
+    on_line("demo over")
