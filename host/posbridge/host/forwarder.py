@@ -21,6 +21,7 @@ API is the one of :mod:`posbridge.host.processor_sim`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -30,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-
 from posbridge.host.queue import OutboundPayment, ProcessorAnswer, TransactionQueue
 from posbridge.protocols.errors import ProcessorRejected, ProcessorUnavailable
 from posbridge.protocols.types import Transaction, TransactionState
@@ -58,8 +58,12 @@ class CircuitBreaker:
     ``clock`` is a monotonic time in seconds (injectable).
     """
 
-    def __init__(self, failure_threshold: int = 5, reset_after_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        failure_threshold: int = 5,
+        reset_after_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.failure_threshold = failure_threshold
         self.reset_after_s = reset_after_s
         self.clock = clock
@@ -119,8 +123,13 @@ class ForwardReport:
 
     def to_json(self) -> dict[str, Any]:
         """Counts as a JSON-ready dict (expired keys listed)."""
-        return {"approved": len(self.approved), "declined": len(self.declined), "failed": len(self.failed),
-                "deferred": len(self.deferred), "expired": [t.key for t in self.expired]}
+        return {
+            "approved": len(self.approved),
+            "declined": len(self.declined),
+            "failed": len(self.failed),
+            "deferred": len(self.deferred),
+            "expired": [t.key for t in self.expired],
+        }
 
 
 _STATUSES = {"approved": TransactionState.APPROVED, "declined": TransactionState.DECLINED}
@@ -140,7 +149,9 @@ def _answer_from_json(key: str, text: str) -> ProcessorAnswer:
     answer = answers[0]
     if answer.get("key") != key or answer.get("status") not in _STATUSES:
         raise ProcessorRejected("the processor answered for another key or with an unknown status", key=key)
-    return ProcessorAnswer(key, _STATUSES[answer["status"]], answer.get("reason"), answer.get("processor_ref"))
+    return ProcessorAnswer(
+        key, _STATUSES[answer["status"]], answer.get("reason"), answer.get("processor_ref")
+    )
 
 
 class ProcessorClient:
@@ -155,7 +166,8 @@ class ProcessorClient:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=self.connections))
+                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=self.connections)
+            )
         return self._session
 
     async def close(self) -> None:
@@ -169,19 +181,23 @@ class ProcessorClient:
         whether the request may have reached the processor), :class:`ProcessorRejected` on 4xx."""
         key = str(body["key"])
         try:
-            async with self._client().post(f"{self.base_url}/v1/authorizations", json=body,
-                                           headers={"Idempotency-Key": key}) as response:
+            async with self._client().post(
+                f"{self.base_url}/v1/authorizations", json=body, headers={"Idempotency-Key": key}
+            ) as response:
                 text = await response.text()
                 status = response.status
         except aiohttp.ClientConnectorError as error:
             raise ProcessorUnavailable("cannot connect to the processor", key=key, sent=False) from error
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise ProcessorUnavailable(f"no answer from the processor ({type(error).__name__})", key=key,
-                                       sent=True) from error
+            raise ProcessorUnavailable(
+                f"no answer from the processor ({type(error).__name__})", key=key, sent=True
+            ) from error
         if status >= 500:
             raise ProcessorUnavailable(f"the processor answered HTTP {status}", key=key, sent=True)
         if status != 200:
-            raise ProcessorRejected(f"the processor refused the request (HTTP {status})", key=key, status=status)
+            raise ProcessorRejected(
+                f"the processor refused the request (HTTP {status})", key=key, status=status
+            )
         return _answer_from_json(key, text)
 
     async def lookup(self, key: str) -> ProcessorAnswer | None:
@@ -191,8 +207,9 @@ class ProcessorClient:
                 text = await response.text()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise ProcessorUnavailable(f"cannot look up {key} at the processor ({type(error).__name__})",
-                                       key=key, sent=False) from error
+            raise ProcessorUnavailable(
+                f"cannot look up {key} at the processor ({type(error).__name__})", key=key, sent=False
+            ) from error
         if status == 404:
             return None
         if status != 200:
@@ -204,7 +221,9 @@ class Forwarder:
     """Forwards a :class:`TransactionQueue` to a processor, ``concurrency`` requests at a time.
 
     ``batch`` payments are claimed per commit. ``stagger_s`` bounds the random delay before the
-    first pass and before each reconnect after the circuit opened.
+    first pass and before each reconnect after the circuit opened. ``lease_s`` is how long a
+    claimed payment is left to this forwarder before a later pass (or another forwarder, after a
+    crash) looks it up at the processor.
     """
 
     def __init__(
@@ -219,6 +238,7 @@ class Forwarder:
         breaker: CircuitBreaker | None = None,
         stagger_s: float = 1.0,
         poll_s: float = 0.5,
+        lease_s: float = 30.0,
         rng: random.Random | None = None,
     ) -> None:
         self.queue = queue
@@ -229,6 +249,7 @@ class Forwarder:
         self.breaker = breaker or CircuitBreaker()
         self.stagger_s = stagger_s
         self.poll_s = poll_s
+        self.lease_s = lease_s
         self.rng = rng or random.Random()
 
     @property
@@ -248,8 +269,9 @@ class Forwarder:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _send(self, payment: OutboundPayment, gate: asyncio.Semaphore
-                    ) -> ProcessorAnswer | ProcessorUnavailable | ProcessorRejected:
+    async def _send(
+        self, payment: OutboundPayment, gate: asyncio.Semaphore
+    ) -> ProcessorAnswer | ProcessorUnavailable | ProcessorRejected:
         async with gate:
             if not self.breaker.allow():
                 return ProcessorUnavailable("circuit open", key=payment.key, sent=False)
@@ -259,9 +281,12 @@ class Forwarder:
                     if found is not None:
                         self.breaker.record_success()
                         return found
-                    if time.time() - payment.created_at > self.queue.limits.max_age_s:
-                        return ProcessorAnswer(payment.key, TransactionState.FAILED,
-                                               "expired: held offline too long; never reached the processor")
+                    if self.queue.clock() - payment.created_at > self.queue.limits.max_age_s:
+                        return ProcessorAnswer(
+                            payment.key,
+                            TransactionState.FAILED,
+                            "expired: held offline too long; never reached the processor",
+                        )
                 answer = await self.client.authorize(payment.request_body())
             except ProcessorUnavailable as error:
                 self.breaker.record_failure()
@@ -277,7 +302,7 @@ class Forwarder:
         report = ForwardReport(expired=self.queue.expire_overdue())
         if not self.breaker.allow():
             return report
-        claimed = self.queue.claim_for_forwarding(self.batch)
+        claimed = self.queue.claim_for_forwarding(self.batch, self.lease_s)
         if not claimed:
             return report
         gate = asyncio.Semaphore(self.concurrency)
@@ -298,7 +323,8 @@ class Forwarder:
             self.queue.defer(keys, delay, "processor unavailable")
         for answer in answers:
             {TransactionState.APPROVED: report.approved, TransactionState.DECLINED: report.declined}.get(
-                answer.status, report.failed).append(answer.key)
+                answer.status, report.failed
+            ).append(answer.key)
         return report
 
     async def drain(self, max_passes: int = 1_000_000) -> ForwardReport:
@@ -311,14 +337,17 @@ class Forwarder:
                 break
         return total
 
-    async def run(self, stop: asyncio.Event | None = None,
-                  on_report: Callable[[ForwardReport], None] | None = None) -> None:
+    async def run(
+        self, stop: asyncio.Event | None = None, on_report: Callable[[ForwardReport], None] | None = None
+    ) -> None:
         """Forward until ``stop`` is set: poll, back off while the circuit is open, stagger reconnects."""
         stop = stop or asyncio.Event()
         await self._sleep(stop, self.rng.uniform(0.0, self.stagger_s))
         while not stop.is_set():
             report = await self.forward_once()
-            if on_report is not None and (report.answered or report.failed or report.expired or report.deferred):
+            if on_report is not None and (
+                report.answered or report.failed or report.expired or report.deferred
+            ):
                 on_report(report)
             if not self.breaker.allow():
                 wait = self.breaker.seconds_until_half_open() + self.rng.uniform(0.0, self.stagger_s)
@@ -329,7 +358,5 @@ class Forwarder:
 
     @staticmethod
     async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=seconds)
-        except TimeoutError:
-            pass

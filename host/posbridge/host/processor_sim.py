@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-
 from posbridge.host.queue.capture import card_from_track2
 from posbridge.host.queue.rules import card_expired
 from posbridge.protocols.cards import luhn_valid, mask_pan
@@ -96,8 +95,13 @@ class AuthorizationRecord:
     def answer(self, replayed: bool) -> dict[str, Any]:
         """The JSON answer for this record."""
         return {
-            "key": self.key, "status": self.status, "reason": self.reason, "processor_ref": self.processor_ref,
-            "amount": self.amount, "currency": self.currency, "replayed": replayed,
+            "key": self.key,
+            "status": self.status,
+            "reason": self.reason,
+            "processor_ref": self.processor_ref,
+            "amount": self.amount,
+            "currency": self.currency,
+            "replayed": replayed,
         }
 
 
@@ -130,15 +134,17 @@ class ProcessorSim:
         self._locks: dict[str, asyncio.Lock] = {}
         self._runner: web.AppRunner | None = None
         self.app = web.Application()
-        self.app.add_routes([
-            web.post("/v1/authorizations", self._authorize),
-            web.get("/v1/authorizations/{key}", self._lookup),
-            web.post("/v1/admin/faults", self._set_fault),
-            web.post("/v1/admin/accounts", self._set_accounts),
-            web.post("/v1/admin/decline", self._add_declines),
-            web.get("/v1/admin/ledger", self._ledger),
-            web.get("/healthz", self._health),
-        ])
+        self.app.add_routes(
+            [
+                web.post("/v1/authorizations", self._authorize),
+                web.get("/v1/authorizations/{key}", self._lookup),
+                web.post("/v1/admin/faults", self._set_fault),
+                web.post("/v1/admin/accounts", self._set_accounts),
+                web.post("/v1/admin/decline", self._add_declines),
+                web.get("/v1/admin/ledger", self._ledger),
+                web.get("/healthz", self._health),
+            ]
+        )
 
     @staticmethod
     def _hash(pan: str) -> str:
@@ -178,8 +184,12 @@ class ProcessorSim:
             try:
                 from posbridge.protocols.dukpt import decrypt_tracks
 
-                encrypted = EncryptedCardData(bytes.fromhex(payload["ksn"]), bytes.fromhex(payload["ciphertext"]),
-                                              MaskedCard("", "", 0, "unknown"), str(payload.get("scheme", "aes128")))
+                encrypted = EncryptedCardData(
+                    bytes.fromhex(payload["ksn"]),
+                    bytes.fromhex(payload["ciphertext"]),
+                    MaskedCard("", "", 0, "unknown"),
+                    str(payload.get("scheme", "aes128")),
+                )
                 tracks = decrypt_tracks(self._bdk, encrypted)
                 track2 = next(track.text for track in tracks if track.number == 2)
                 card = card_from_track2(track2)
@@ -259,8 +269,17 @@ class ProcessorSim:
                     status, reason, masked, card_hash = self._decide(body)
                 except (ParseError, KeyError, TypeError, ValueError):
                     return self._json({"error": "malformed card data"}, 400)
-                record = AuthorizationRecord(key, status, reason, f"sim_{uuid.uuid4().hex[:16]}", amount, currency,
-                                             masked, card_hash, charges=1 if status == "approved" else 0)
+                record = AuthorizationRecord(
+                    key,
+                    status,
+                    reason,
+                    f"sim_{uuid.uuid4().hex[:16]}",
+                    amount,
+                    currency,
+                    masked,
+                    card_hash,
+                    charges=1 if status == "approved" else 0,
+                )
                 self.records[key] = record
             elif record.amount != amount or record.currency != currency:
                 return self._json({"error": "idempotency key reused with a different amount"}, 409)
@@ -288,7 +307,9 @@ class ProcessorSim:
             self.set_fault(str(body.get("mode", "ok")), body.get("count"), float(body.get("delay_s", 0.0)))
         except (UsageError, ValueError, AttributeError) as error:
             return self._json({"error": str(error)}, 400)
-        return self._json({"mode": self._fault.mode, "count": self._fault.remaining, "delay_s": self._fault.delay_s})
+        return self._json(
+            {"mode": self._fault.mode, "count": self._fault.remaining, "delay_s": self._fault.delay_s}
+        )
 
     async def _set_accounts(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -310,8 +331,10 @@ class ProcessorSim:
             if record.charges and record.card_hash:
                 card_charges[record.card_hash] += record.charges
         return {
-            "records": {key: {**record.answer(False), "masked_pan": record.masked_pan, "charges": record.charges}
-                        for key, record in self.records.items()},
+            "records": {
+                key: {**record.answer(False), "masked_pan": record.masked_pan, "charges": record.charges}
+                for key, record in self.records.items()
+            },
             "charged_total": sum(r.amount for r in self.records.values() if r.charges),
             "requests": self.requests,
             "card_charges": dict(card_charges),

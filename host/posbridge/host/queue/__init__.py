@@ -107,6 +107,11 @@ def open_queue(url: str, **options: Any) -> TransactionQueue:
         if not outbox or not parsed.hostname:
             raise UsageError("a fleet queue URL is nats://HOST:PORT?outbox=PATH (the lane's SQLite outbox)")
         server = f"nats://{parsed.hostname}:{parsed.port or 4222}"
-        return JetStreamQueue(Path(outbox), server=server, stream=params.get("stream", "POSBRIDGE"),
-                              subject=params.get("subject", "posbridge.tx"), **options)
+        return JetStreamQueue(
+            Path(outbox),
+            server=server,
+            stream=params.get("stream", "POSBRIDGE"),
+            subject=params.get("subject", "posbridge.tx"),
+            **options,
+        )
     raise UsageError(f"unknown queue URL scheme in {url}: use sqlite:///PATH or nats://HOST:PORT?outbox=PATH")

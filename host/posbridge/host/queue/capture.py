@@ -97,16 +97,32 @@ class CaptureRequest:
         confirmed = frozenset(confirm)
         if isinstance(source, Swipe):
             track2 = next((t.text for t in source.tracks if t.number == 2), None)
-            return cls(amount, currency, "swipe", card=card_from_tracks(source.tracks), track2=track2, key=key,
-                       confirm=confirmed)
+            return cls(
+                amount,
+                currency,
+                "swipe",
+                card=card_from_tracks(source.tracks),
+                track2=track2,
+                key=key,
+                confirm=confirmed,
+            )
         if isinstance(source, ChipRead):
             return cls(amount, currency, "chip", card=source.card, key=key, confirm=confirmed)
         if isinstance(source, EncryptedCardData):
             return cls(amount, currency, "dongle", encrypted=source, key=key, confirm=confirmed)
         if isinstance(source, Card):
-            return cls(amount, currency, "keyed" if keyed else "swipe", card=source, key=key, confirm=confirmed)
-        return cls(amount, currency, "checkin", customer=source.id, account_token=source.account_token, key=key,
-                   confirm=confirmed)
+            return cls(
+                amount, currency, "keyed" if keyed else "swipe", card=source, key=key, confirm=confirmed
+            )
+        return cls(
+            amount,
+            currency,
+            "checkin",
+            customer=source.id,
+            account_token=source.account_token,
+            key=key,
+            confirm=confirmed,
+        )
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any], default_currency: str = "USD") -> CaptureRequest:
@@ -144,19 +160,31 @@ class CaptureRequest:
                 ksn, ciphertext = bytes.fromhex(record["ksn"]), bytes.fromhex(record["ciphertext"])
                 masked = MaskedCard(**record["masked"])
             except (KeyError, TypeError, ValueError) as error:
-                raise ParseError("a dongle payload needs hex ksn, hex ciphertext and a masked card") from error
+                raise ParseError(
+                    "a dongle payload needs hex ksn, hex ciphertext and a masked card"
+                ) from error
             encrypted = EncryptedCardData(ksn, ciphertext, masked, str(record.get("scheme", "aes128")))
             return cls(amount, currency, "dongle", encrypted=encrypted, **common)
         if "account_token" in record:
-            return cls(amount, currency, "checkin", customer=record.get("customer"),
-                       account_token=str(record["account_token"]), **common)
+            return cls(
+                amount,
+                currency,
+                "checkin",
+                customer=record.get("customer"),
+                account_token=str(record["account_token"]),
+                **common,
+            )
         raise ParseError("a capture needs track2, pan + expiry, ksn + ciphertext, or account_token")
 
     def sealed_payload(self) -> bytes:
         """The secret part to seal at rest (clear card data or account token) as JSON bytes."""
         secret: dict[str, Any] = {}
         if self.card is not None:
-            secret = {"pan": self.card.pan, "expiry": self.card.expiry, "service_code": self.card.service_code}
+            secret = {
+                "pan": self.card.pan,
+                "expiry": self.card.expiry,
+                "service_code": self.card.service_code,
+            }
             if self.track2:
                 secret["track2"] = self.track2
         elif self.account_token is not None:

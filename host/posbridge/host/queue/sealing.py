@@ -24,7 +24,6 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
-
 from posbridge.protocols.errors import IntegrityError, KeyMaterialError
 
 DEVICE_KEY_ENV = "POSBRIDGE_DEVICE_KEY"
@@ -34,7 +33,8 @@ NONCE_BYTES = 12
 
 @dataclass(frozen=True)
 class SealedRecord:
-    """A sealed payload: ``nonce`` (12 bytes), ``ciphertext`` (payload + 16-byte tag), ``wrapped_key`` (40 bytes)."""
+    """A sealed payload: ``nonce`` (12 bytes), ``ciphertext`` (payload + 16-byte tag), ``wrapped_key``
+    (the 32-byte data key wrapped by RFC 3394, 40 bytes)."""
 
     nonce: bytes
     ciphertext: bytes = field(repr=False)

@@ -20,6 +20,7 @@ appends a row to the ``audit`` table, which triggers keep append-only.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import json
 import logging
@@ -142,7 +143,13 @@ class AuditEntry:
 
     def to_json(self) -> dict[str, Any]:
         """The entry as a JSON-ready dict."""
-        return {"key": self.key, "at": self.at, "from": self.from_state, "to": self.to_state, "detail": self.detail}
+        return {
+            "key": self.key,
+            "at": self.at,
+            "from": self.from_state,
+            "to": self.to_state,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -292,7 +299,9 @@ class TransactionQueue:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
         except sqlite3.Error as error:
-            raise QueueError(f"cannot open the queue database {self.path}: {error}", path=str(self.path)) from error
+            raise QueueError(
+                f"cannot open the queue database {self.path}: {error}", path=str(self.path)
+            ) from error
 
     # ------------------------------------------------------------------ plumbing
 
@@ -327,8 +336,9 @@ class TransactionQueue:
                 raise
             self._db.execute("COMMIT")
 
-    def _audit(self, db: sqlite3.Connection, key: str, old: str | None, new: str, detail: str | None,
-               now: float) -> None:
+    def _audit(
+        self, db: sqlite3.Connection, key: str, old: str | None, new: str, detail: str | None, now: float
+    ) -> None:
         db.execute(
             "INSERT INTO audit(key, at, from_state, to_state, detail) VALUES (?,?,?,?,?)",
             (key, now, old, new, redact_pans(detail) if detail else None),
@@ -353,7 +363,7 @@ class TransactionQueue:
         """An async iterator of every :class:`QueueEvent` from now on."""
         return self._hub.stream()
 
-    def recent_alerts(self) -> list[Alert]:
+    def recent_alerts(self) -> builtins.list[Alert]:
         """The last 200 alerts, oldest first."""
         return list(self._alerts)
 
@@ -410,10 +420,15 @@ class TransactionQueue:
         if alert is not None and not (alert.needs_confirmation and alert.kind.value in request.confirm):
             self._alert(alert)
             if alert.needs_confirmation:
-                raise ConfirmationRequired(alert.message, reason=alert.message, kind=alert.kind.value, key=key)
+                raise ConfirmationRequired(
+                    alert.message, reason=alert.message, kind=alert.kind.value, key=key
+                )
             return self._refuse(request, key, masked, alert.message, alert.kind.value, now)
-        sealed = self._device_key.seal(request.sealed_payload(), key.encode()) if request.encrypted is None \
+        sealed = (
+            self._device_key.seal(request.sealed_payload(), key.encode())
+            if request.encrypted is None
             else None
+        )
         encrypted = request.encrypted
         try:
             with self._transaction() as db:
@@ -423,13 +438,15 @@ class TransactionQueue:
                     try:
                         check_offline_limits(self.limits, request.amount, request.currency, count, total)
                     except CaptureRefused as refusal:
-                        self._insert(db, request, key, masked, card_id, State.REFUSED, refusal.message, now,
-                                     None, None)
+                        self._insert(
+                            db, request, key, masked, card_id, State.REFUSED, refusal.message, now, None, None
+                        )
                         refused: CaptureRefused | None = refusal
                     else:
                         refused = None
-                        self._insert(db, request, key, masked, card_id, State.CAPTURED, None, now, sealed,
-                                     encrypted)
+                        self._insert(
+                            db, request, key, masked, card_id, State.CAPTURED, None, now, sealed, encrypted
+                        )
                         if request.source == "checkin":
                             self._attach_presence(db, request, key)
                 else:
@@ -440,8 +457,9 @@ class TransactionQueue:
         if refused is not None:
             self._alert(Alert(AlertKind.OFFLINE_LIMIT, refused.message, key, masked, request.amount, now))
             self._hub.publish(QueueEvent("transaction", transaction=transaction))
-            raise CaptureRefused(refused.message, reason=refused.message, kind=AlertKind.OFFLINE_LIMIT.value,
-                                 key=key)
+            raise CaptureRefused(
+                refused.message, reason=refused.message, kind=AlertKind.OFFLINE_LIMIT.value, key=key
+            )
         self._hub.publish(QueueEvent("transaction", transaction=transaction))
         return transaction
 
@@ -463,8 +481,9 @@ class TransactionQueue:
             return f"masked:{masked.masked_pan}:{masked.expiry}"
         return f"customer:{request.customer}"
 
-    def _risk_alert(self, request: CaptureRequest, key: str, masked: MaskedCard | None, card_id: str,
-                    now: float) -> Alert | None:
+    def _risk_alert(
+        self, request: CaptureRequest, key: str, masked: MaskedCard | None, card_id: str, now: float
+    ) -> Alert | None:
         if request.card is not None and masked is not None:
             hard = hard_rule_alert(self.rules, request.card.pan, masked, request.amount, key, now)
             if hard is not None:
@@ -474,15 +493,22 @@ class TransactionQueue:
             if hard is not None:
                 return hard
         if request.source == "checkin" and not self._checked_in(request.customer):
-            return Alert(AlertKind.OFFLINE_LIMIT, f"customer {request.customer} is not checked in at {self.lane}",
-                         key, None, request.amount, now)
+            return Alert(
+                AlertKind.OFFLINE_LIMIT,
+                f"customer {request.customer} is not checked in at {self.lane}",
+                key,
+                None,
+                request.amount,
+                now,
+            )
         if masked is not None:
             chip = chip_swiped_alert(masked, request.source, request.amount, key, now)
             if chip is not None and chip.kind.value not in request.confirm:
                 return chip
         with self._lock:
             duplicate = self._db.execute(
-                "SELECT COUNT(*) FROM transactions WHERE card_id=? AND amount=? AND created_at>=? AND state!=?",
+                "SELECT COUNT(*) FROM transactions"
+                " WHERE card_id=? AND amount=? AND created_at>=? AND state!=?",
                 (card_id, request.amount, now - self.rules.duplicate_window_s, State.REFUSED.value),
             ).fetchone()[0]
             recent = self._db.execute(
@@ -491,17 +517,30 @@ class TransactionQueue:
             ).fetchone()[0]
         shown = masked.masked_pan if masked else f"customer {request.customer}"
         if duplicate and AlertKind.DUPLICATE.value not in request.confirm:
-            return Alert(AlertKind.DUPLICATE,
-                         f"same card {shown} and amount within {self.rules.duplicate_window_s:g} s: "
-                         "charge again? (confirm to capture)", key, masked, request.amount, now)
+            return Alert(
+                AlertKind.DUPLICATE,
+                f"same card {shown} and amount within {self.rules.duplicate_window_s:g} s: "
+                "charge again? (confirm to capture)",
+                key,
+                masked,
+                request.amount,
+                now,
+            )
         if recent >= self.rules.velocity_max and AlertKind.VELOCITY.value not in request.confirm:
-            return Alert(AlertKind.VELOCITY,
-                         f"card {shown} used {recent} times in {self.rules.velocity_window_s:g} s: "
-                         "check the customer (confirm to capture)", key, masked, request.amount, now)
+            return Alert(
+                AlertKind.VELOCITY,
+                f"card {shown} used {recent} times in {self.rules.velocity_window_s:g} s: "
+                "check the customer (confirm to capture)",
+                key,
+                masked,
+                request.amount,
+                now,
+            )
         return None
 
-    def _refuse(self, request: CaptureRequest, key: str, masked: MaskedCard | None, reason: str, kind: str,
-                now: float) -> Transaction:
+    def _refuse(
+        self, request: CaptureRequest, key: str, masked: MaskedCard | None, reason: str, kind: str, now: float
+    ) -> Transaction:
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM transactions WHERE key=?", (key,)).fetchone() is None:
                 self._insert(db, request, key, masked, None, State.REFUSED, reason, now, None, None)
@@ -515,19 +554,41 @@ class TransactionQueue:
         ).fetchone()
         return int(count), int(total)
 
-    def _insert(self, db: sqlite3.Connection, request: CaptureRequest, key: str, masked: MaskedCard | None,
-                card_id: str | None, state: TransactionState, reason: str | None, now: float,
-                sealed: SealedRecord | None, encrypted: EncryptedCardData | None) -> None:
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        request: CaptureRequest,
+        key: str,
+        masked: MaskedCard | None,
+        card_id: str | None,
+        state: TransactionState,
+        reason: str | None,
+        now: float,
+        sealed: SealedRecord | None,
+        encrypted: EncryptedCardData | None,
+    ) -> None:
         db.execute(
             "INSERT INTO transactions(key, amount, currency, lane, source, state, masked, card_id, customer,"
             " reason, created_at, updated_at, nonce, sealed, wrapped_key, dukpt_ksn, dukpt_ciphertext,"
             " dukpt_scheme) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                key, request.amount, request.currency, self.lane, request.source, state.value,
-                _masked_to_json(masked), card_id, request.customer, reason, now, now,
-                sealed.nonce if sealed else None, sealed.ciphertext if sealed else None,
+                key,
+                request.amount,
+                request.currency,
+                self.lane,
+                request.source,
+                state.value,
+                _masked_to_json(masked),
+                card_id,
+                request.customer,
+                reason,
+                now,
+                now,
+                sealed.nonce if sealed else None,
+                sealed.ciphertext if sealed else None,
                 sealed.wrapped_key if sealed else None,
-                encrypted.ksn if encrypted else None, encrypted.ciphertext if encrypted else None,
+                encrypted.ksn if encrypted else None,
+                encrypted.ciphertext if encrypted else None,
                 encrypted.scheme if encrypted else None,
             ),
         )
@@ -535,15 +596,26 @@ class TransactionQueue:
 
     # ------------------------------------------------------------------ reading
 
-    _COLUMNS = ("key, amount, currency, masked, customer, lane, state, created_at, updated_at, source, reason,"
-                " processor_ref")
+    _COLUMNS = (
+        "key, amount, currency, masked, customer, lane, state, created_at, updated_at, source, reason,"
+        " processor_ref"
+    )
 
     @staticmethod
     def _row(row: Sequence[Any]) -> Transaction:
         return Transaction(
-            key=row[0], amount=row[1], currency=row[2], card=_masked_from_json(row[3]), customer=row[4],
-            lane=row[5], state=State(row[6]), created_at=row[7], updated_at=row[8], source=row[9],
-            reason=row[10], processor_ref=row[11],
+            key=row[0],
+            amount=row[1],
+            currency=row[2],
+            card=_masked_from_json(row[3]),
+            customer=row[4],
+            lane=row[5],
+            state=State(row[6]),
+            created_at=row[7],
+            updated_at=row[8],
+            source=row[9],
+            reason=row[10],
+            processor_ref=row[11],
         )
 
     def get(self, key: str) -> Transaction:
@@ -554,8 +626,9 @@ class TransactionQueue:
             raise UnknownTransaction(f"no transaction with key {key}", key=key)
         return self._row(row)
 
-    def list(self, states: Iterable[TransactionState | str] | None = None, limit: int | None = None
-             ) -> list[Transaction]:
+    def list(
+        self, states: Iterable[TransactionState | str] | None = None, limit: int | None = None
+    ) -> builtins.list[Transaction]:
         """Transactions in capture order, optionally only those in ``states``."""
         query, params = f"SELECT {self._COLUMNS} FROM transactions", []
         wanted = [State(state).value for state in states] if states is not None else None
@@ -568,7 +641,7 @@ class TransactionQueue:
         with self._lock:
             return [self._row(row) for row in self._db.execute(query, params)]
 
-    def audit(self, key: str | None = None) -> list[AuditEntry]:
+    def audit(self, key: str | None = None) -> builtins.list[AuditEntry]:
         """The audit trail, oldest first (of one transaction if ``key``)."""
         query = "SELECT key, at, from_state, to_state, detail FROM audit"
         params: tuple[str, ...] = ()
@@ -590,7 +663,9 @@ class TransactionQueue:
     def status(self) -> QueueStatus:
         """Counts by state, the offline position and the number of rows not yet published."""
         with self._lock:
-            by_state = dict(self._db.execute("SELECT state, COUNT(*) FROM transactions GROUP BY state").fetchall())
+            by_state = dict(
+                self._db.execute("SELECT state, COUNT(*) FROM transactions GROUP BY state").fetchall()
+            )
             unpublished = self._db.execute(
                 "SELECT COUNT(*) FROM transactions WHERE published_at IS NULL AND state IN (?, ?)",
                 tuple(state.value for state in PENDING_STATES),
@@ -607,31 +682,46 @@ class TransactionQueue:
         self._changed([key])
         return self.get(key)
 
-    def _move(self, db: sqlite3.Connection, key: str, target: TransactionState, reason: str | None, now: float,
-              processor_ref: str | None = None, destroy_secret: bool = False) -> TransactionState:
+    def _move(
+        self,
+        db: sqlite3.Connection,
+        key: str,
+        target: TransactionState,
+        reason: str | None,
+        now: float,
+        processor_ref: str | None = None,
+        destroy_secret: bool = False,
+    ) -> TransactionState:
         row = db.execute("SELECT state FROM transactions WHERE key=?", (key,)).fetchone()
         if row is None:
             raise UnknownTransaction(f"no transaction with key {key}", key=key)
         current = State(row[0])
         check_transition(key, current, target)
         db.execute(
-            "UPDATE transactions SET state=?, reason=COALESCE(?, reason), processor_ref=COALESCE(?, processor_ref),"
+            "UPDATE transactions SET state=?, reason=COALESCE(?, reason),"
+            " processor_ref=COALESCE(?, processor_ref),"
             " updated_at=? WHERE key=?",
             (target.value, reason, processor_ref, now, key),
         )
         if destroy_secret:
-            db.execute("UPDATE transactions SET nonce=NULL, sealed=NULL, wrapped_key=NULL WHERE key=?", (key,))
+            db.execute(
+                "UPDATE transactions SET nonce=NULL, sealed=NULL, wrapped_key=NULL WHERE key=?", (key,)
+            )
         self._audit(db, key, current.value, target.value, reason, now)
         return current
 
-    def settle(self, keys: Iterable[str] | None = None) -> list[str]:
+    def settle(self, keys: Iterable[str] | None = None) -> builtins.list[str]:
         """Mark answered transactions settled (all approved/declined/failed ones if ``keys`` is None)."""
         now = self.clock()
         with self._transaction() as db:
             if keys is None:
-                keys = [row[0] for row in db.execute(
-                    "SELECT key FROM transactions WHERE state IN (?,?,?)",
-                    (State.APPROVED.value, State.DECLINED.value, State.FAILED.value))]
+                keys = [
+                    row[0]
+                    for row in db.execute(
+                        "SELECT key FROM transactions WHERE state IN (?,?,?)",
+                        (State.APPROVED.value, State.DECLINED.value, State.FAILED.value),
+                    )
+                ]
             keys = list(keys)
             for key in keys:
                 self._move(db, key, State.SETTLED, "settled", now, destroy_secret=True)
@@ -639,21 +729,28 @@ class TransactionQueue:
         self._changed(keys)
         return keys
 
-    def retry(self, keys: Iterable[str] | None = None) -> list[str]:
+    def retry(self, keys: Iterable[str] | None = None) -> builtins.list[str]:
         """Re-queue failed transactions that still hold their card data (same idempotency key)."""
         now = self.clock()
-        requeued: list[str] = []
+        requeued: builtins.list[str] = []
         with self._transaction() as db:
             if keys is None:
-                keys = [row[0] for row in db.execute(
-                    "SELECT key FROM transactions WHERE state=? AND (sealed IS NOT NULL OR dukpt_ksn IS NOT NULL)",
-                    (State.FAILED.value,))]
+                keys = [
+                    row[0]
+                    for row in db.execute(
+                        "SELECT key FROM transactions"
+                        " WHERE state=? AND (sealed IS NOT NULL OR dukpt_ksn IS NOT NULL)",
+                        (State.FAILED.value,),
+                    )
+                ]
             for key in keys:
-                row = db.execute("SELECT sealed IS NOT NULL OR dukpt_ksn IS NOT NULL FROM transactions WHERE key=?",
-                                 (key,)).fetchone()
+                row = db.execute(
+                    "SELECT sealed IS NOT NULL OR dukpt_ksn IS NOT NULL FROM transactions WHERE key=?", (key,)
+                ).fetchone()
                 if row is not None and not row[0]:
-                    raise IllegalTransition(f"transaction {key} no longer holds card data; take the payment again",
-                                            key=key)
+                    raise IllegalTransition(
+                        f"transaction {key} no longer holds card data; take the payment again", key=key
+                    )
                 self._move(db, key, State.CAPTURED, "retry", now)
                 db.execute("UPDATE transactions SET next_attempt_at=0, published_at=NULL WHERE key=?", (key,))
                 requeued.append(key)
@@ -662,32 +759,53 @@ class TransactionQueue:
 
     # ------------------------------------------------------------------ forwarding
 
-    def expire_overdue(self) -> list[Transaction]:
+    def expire_overdue(self) -> builtins.list[Transaction]:
         """Fail captured payments held longer than ``limits.max_age_s``; returns them (to report)."""
         now = self.clock()
         with self._transaction() as db:
-            keys = [row[0] for row in db.execute(
-                "SELECT key FROM transactions WHERE state=? AND created_at<?",
-                (State.CAPTURED.value, now - self.limits.max_age_s))]
+            keys = [
+                row[0]
+                for row in db.execute(
+                    "SELECT key FROM transactions WHERE state=? AND created_at<?",
+                    (State.CAPTURED.value, now - self.limits.max_age_s),
+                )
+            ]
             for key in keys:
-                self._move(db, key, State.FAILED, f"expired: held offline over {self.limits.max_age_s / 3600:g} h",
-                           now, destroy_secret=True)
+                self._move(
+                    db,
+                    key,
+                    State.FAILED,
+                    f"expired: held offline over {self.limits.max_age_s / 3600:g} h",
+                    now,
+                    destroy_secret=True,
+                )
         if keys:
             self.checkpoint()
             for key in keys:
                 transaction = self.get(key)
-                self._alert(Alert(AlertKind.EXPIRED_OFFLINE, transaction.reason or "expired", key, transaction.card,
-                                  transaction.amount, now))
+                self._alert(
+                    Alert(
+                        AlertKind.EXPIRED_OFFLINE,
+                        transaction.reason or "expired",
+                        key,
+                        transaction.card,
+                        transaction.amount,
+                        now,
+                    )
+                )
             self._changed(keys)
         return [self.get(key) for key in keys]
 
-    def claim_for_forwarding(self, limit: int = 64, lease_s: float = FORWARDING_LEASE_S) -> list[OutboundPayment]:
+    def claim_for_forwarding(
+        self, limit: int = 64, lease_s: float = FORWARDING_LEASE_S
+    ) -> builtins.list[OutboundPayment]:
         """Claim up to ``limit`` due payments: captured ones move to ``forwarding`` durably *before*
         anything is sent; forwarding ones whose lease ran out come back with ``lookup_first``."""
         now = self.clock()
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT key, amount, currency, lane, source, created_at, masked, state, attempts, nonce, sealed,"
+                "SELECT key, amount, currency, lane, source, created_at, masked, state, attempts, nonce,"
+                " sealed,"
                 " wrapped_key, dukpt_ksn, dukpt_ciphertext, dukpt_scheme FROM transactions"
                 " WHERE state IN (?, ?) AND next_attempt_at<=? ORDER BY seq LIMIT ?",
                 (State.CAPTURED.value, State.FORWARDING.value, now, limit),
@@ -695,21 +813,38 @@ class TransactionQueue:
             for row in rows:
                 if row[7] == State.CAPTURED.value:
                     self._move(db, row[0], State.FORWARDING, "forwarding", now)
-                db.execute("UPDATE transactions SET attempts=attempts+1, next_attempt_at=? WHERE key=?",
-                           (now + lease_s, row[0]))
+                db.execute(
+                    "UPDATE transactions SET attempts=attempts+1, next_attempt_at=? WHERE key=?",
+                    (now + lease_s, row[0]),
+                )
         claimed = []
         for row in rows:
             masked = _masked_from_json(row[6])
             secret: dict[str, Any] = {}
             if row[10] is not None:
-                secret = json.loads(self._device_key.open(SealedRecord(row[9], row[10], row[11]), row[0].encode()))
-            encrypted = (EncryptedCardData(row[12], row[13], masked or MaskedCard("", "", 0, "unknown"), row[14])
-                         if row[12] is not None else None)
-            claimed.append(OutboundPayment(
-                key=row[0], amount=row[1], currency=row[2], lane=row[3], source=row[4], created_at=row[5],
-                masked=masked, secret=secret, encrypted=encrypted,
-                lookup_first=row[7] == State.FORWARDING.value or row[8] > 0, attempts=row[8] + 1,
-            ))
+                secret = json.loads(
+                    self._device_key.open(SealedRecord(row[9], row[10], row[11]), row[0].encode())
+                )
+            encrypted = (
+                EncryptedCardData(row[12], row[13], masked or MaskedCard("", "", 0, "unknown"), row[14])
+                if row[12] is not None
+                else None
+            )
+            claimed.append(
+                OutboundPayment(
+                    key=row[0],
+                    amount=row[1],
+                    currency=row[2],
+                    lane=row[3],
+                    source=row[4],
+                    created_at=row[5],
+                    masked=masked,
+                    secret=secret,
+                    encrypted=encrypted,
+                    lookup_first=row[7] == State.FORWARDING.value or row[8] > 0,
+                    attempts=row[8] + 1,
+                )
+            )
         if rows:
             self._changed(row[0] for row in rows if row[7] == State.CAPTURED.value)
         return claimed
@@ -719,10 +854,14 @@ class TransactionQueue:
         now = self.clock()
         with self._transaction() as db:
             for key in keys:
-                db.execute("UPDATE transactions SET next_attempt_at=?, updated_at=? WHERE key=? AND state=?",
-                           (now + delay_s, now, key, State.FORWARDING.value))
+                db.execute(
+                    "UPDATE transactions SET next_attempt_at=?, updated_at=? WHERE key=? AND state=?",
+                    (now + delay_s, now, key, State.FORWARDING.value),
+                )
 
-    def record_answers(self, answers: Iterable[ProcessorAnswer], via_fleet: bool = False) -> list[str]:
+    def record_answers(
+        self, answers: Iterable[ProcessorAnswer], via_fleet: bool = False
+    ) -> builtins.list[str]:
         """Apply processor answers in one commit; approved/declined destroy the card data.
 
         An answer for a transaction already in that state (delivered twice) is ignored; the
@@ -730,7 +869,7 @@ class TransactionQueue:
         forwarder over JetStream, so a ``captured`` row first steps through ``forwarding``.
         """
         now = self.clock()
-        changed: list[str] = []
+        changed: builtins.list[str] = []
         destroyed = False
         with self._transaction() as db:
             for answer in answers:
@@ -744,8 +883,15 @@ class TransactionQueue:
                 if row[0] == State.CAPTURED.value and via_fleet:
                     self._move(db, answer.key, State.FORWARDING, "forwarded by the fleet forwarder", now)
                 try:
-                    self._move(db, answer.key, answer.status, answer.reason, now, answer.processor_ref,
-                               destroy_secret=answer.status in ANSWERED_STATES)
+                    self._move(
+                        db,
+                        answer.key,
+                        answer.status,
+                        answer.reason,
+                        now,
+                        answer.processor_ref,
+                        destroy_secret=answer.status in ANSWERED_STATES,
+                    )
                 except IllegalTransition as error:
                     log.warning("answer ignored: %s", error)
                     continue
@@ -758,7 +904,7 @@ class TransactionQueue:
 
     # ------------------------------------------------------------------ fleet outbox
 
-    def unpublished(self, limit: int = 256) -> list[tuple[str, bytes]]:
+    def unpublished(self, limit: int = 256) -> builtins.list[tuple[str, bytes]]:
         """Pending rows not yet acknowledged by JetStream, as ``(key, message)`` (card data still sealed)."""
         with self._lock:
             rows = self._db.execute(
@@ -770,12 +916,20 @@ class TransactionQueue:
         messages = []
         for row in rows:
             message = {
-                "key": row[0], "amount": row[1], "currency": row[2], "lane": row[3], "source": row[4],
-                "created_at": row[5], "masked": json.loads(row[6]) if row[6] else None, "customer": row[7],
-                "sealed": None if row[9] is None else {"nonce": row[8].hex(), "ciphertext": row[9].hex(),
-                                                        "wrapped_key": row[10].hex()},
-                "dukpt": None if row[11] is None else {"ksn": row[11].hex(), "ciphertext": row[12].hex(),
-                                                        "scheme": row[13]},
+                "key": row[0],
+                "amount": row[1],
+                "currency": row[2],
+                "lane": row[3],
+                "source": row[4],
+                "created_at": row[5],
+                "masked": json.loads(row[6]) if row[6] else None,
+                "customer": row[7],
+                "sealed": None
+                if row[9] is None
+                else {"nonce": row[8].hex(), "ciphertext": row[9].hex(), "wrapped_key": row[10].hex()},
+                "dukpt": None
+                if row[11] is None
+                else {"ksn": row[11].hex(), "ciphertext": row[12].hex(), "scheme": row[13]},
             }
             messages.append((row[0], json.dumps(message, separators=(",", ":")).encode()))
         return messages
@@ -788,8 +942,11 @@ class TransactionQueue:
 
     def open_sealed(self, key: str, sealed: dict[str, str]) -> dict[str, Any]:
         """Open a sealed card record carried in a fleet message (needs the shared device key)."""
-        record = SealedRecord(bytes.fromhex(sealed["nonce"]), bytes.fromhex(sealed["ciphertext"]),
-                              bytes.fromhex(sealed["wrapped_key"]))
+        record = SealedRecord(
+            bytes.fromhex(sealed["nonce"]),
+            bytes.fromhex(sealed["ciphertext"]),
+            bytes.fromhex(sealed["wrapped_key"]),
+        )
         result: dict[str, Any] = json.loads(self._device_key.open(record, key.encode()))
         return result
 
@@ -807,14 +964,26 @@ class TransactionQueue:
                 "INSERT INTO presence(lane, beacon, customer, event, zone, at) VALUES (?,?,?,?,?,?)",
                 (lane or self.lane, str(event.beacon), event.customer, event.event, event.zone.value, now),
             )
-            db.execute("DELETE FROM presence WHERE sale_key IS NULL AND at<?", (now - self.presence_retention_s,))
+            db.execute(
+                "DELETE FROM presence WHERE sale_key IS NULL AND at<?", (now - self.presence_retention_s,)
+            )
         row_id = int(cursor.lastrowid or 0)
-        self._hub.publish(QueueEvent("presence", presence={
-            "event": event.event, "beacon": str(event.beacon), "customer": event.customer,
-            "lane": lane or self.lane, "zone": event.zone.value, "at": now}))
+        self._hub.publish(
+            QueueEvent(
+                "presence",
+                presence={
+                    "event": event.event,
+                    "beacon": str(event.beacon),
+                    "customer": event.customer,
+                    "lane": lane or self.lane,
+                    "zone": event.zone.value,
+                    "at": now,
+                },
+            )
+        )
         return row_id
 
-    def checked_in(self, lane: str | None = None) -> list[str]:
+    def checked_in(self, lane: str | None = None) -> builtins.list[str]:
         """Customer ids whose latest presence event at the lane is a check-in."""
         with self._lock:
             rows = self._db.execute(
@@ -831,7 +1000,8 @@ class TransactionQueue:
 
     def _attach_presence(self, db: sqlite3.Connection, request: CaptureRequest, key: str) -> None:
         db.execute(
-            "UPDATE presence SET sale_key=? WHERE id=(SELECT MAX(id) FROM presence WHERE lane=? AND customer=?"
+            "UPDATE presence SET sale_key=?"
+            " WHERE id=(SELECT MAX(id) FROM presence WHERE lane=? AND customer=?"
             " AND event='check_in')",
             (key, self.lane, request.customer),
         )
@@ -840,14 +1010,16 @@ class TransactionQueue:
         """Delete presence rows not attached to a sale and older than the retention; returns how many."""
         now = self.clock()
         with self._transaction() as db:
-            deleted = db.execute("DELETE FROM presence WHERE sale_key IS NULL AND at<?",
-                                 (now - self.presence_retention_s,)).rowcount
+            deleted = db.execute(
+                "DELETE FROM presence WHERE sale_key IS NULL AND at<?", (now - self.presence_retention_s,)
+            ).rowcount
         return int(deleted)
 
-    def presence_rows(self) -> list[dict[str, Any]]:
+    def presence_rows(self) -> builtins.list[dict[str, Any]]:
         """Every presence row kept (for the console and tests)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, lane, beacon, customer, event, zone, at, sale_key FROM presence ORDER BY id").fetchall()
+                "SELECT id, lane, beacon, customer, event, zone, at, sale_key FROM presence ORDER BY id"
+            ).fetchall()
         names = ("id", "lane", "beacon", "customer", "event", "zone", "at", "sale_key")
         return [dict(zip(names, row, strict=True)) for row in rows]
