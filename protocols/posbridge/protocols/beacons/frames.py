@@ -458,3 +458,16 @@ def identity_frame(frames: tuple[BeaconFrame, ...]) -> IdentityFrame | None:
         if isinstance(frame, IBeacon | AltBeacon | EddystoneUid | EddystoneEid):
             return frame
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One advertisement and the beacon frames it carries (what a scanner hands to check-in)."""
+
+    advertisement: Advertisement
+    frames: tuple[BeaconFrame, ...]
+
+    @property
+    def identity(self) -> IdentityFrame | None:
+        """The frame that names the beacon, if any."""
+        return identity_frame(self.frames)
