@@ -51,7 +51,9 @@ class MessageType(enum.IntEnum):
     HEARTBEAT = 0x20
     ACK = 0x30
     NAK = 0x31
+    FRAGMENT_ACK = 0x32
     ERROR = 0x3F
+    FRAGMENT = 0x40
 
 
 class FrameFlags(enum.IntFlag):
@@ -333,7 +335,11 @@ MESSAGE_FORMATS: dict[MessageType, cs.Construct] = {
     MessageType.HEARTBEAT: cs.Struct("uptime_ms" / cs.Int32ub, "outbox_depth" / cs.Int16ub, cs.Terminated),
     MessageType.ACK: cs.Struct("acked_seq" / cs.Int32ub, cs.Terminated),
     MessageType.NAK: cs.Struct("acked_seq" / cs.Int32ub, "reason" / cs.Int8ub, cs.Terminated),
+    MessageType.FRAGMENT_ACK: cs.Struct("acked_seq" / cs.Int32ub, "received" / cs.Int64ub, cs.Terminated),
     MessageType.ERROR: cs.Struct("code" / cs.Int16ub, "text" / _Text, cs.Terminated),
+    MessageType.FRAGMENT: cs.Struct(
+        "inner_type" / cs.Int8ub, "index" / cs.Int8ub, "count" / cs.Int8ub, "chunk" / cs.GreedyBytes
+    ),
 }
 
 _M = TypeVar("_M", bound="Message")
@@ -482,6 +488,116 @@ class ErrorMessage(Message):
     text: str
 
 
+@dataclass(frozen=True)
+class Fragment(Message):
+    """Piece ``index`` of ``count`` of a larger frame of type ``inner_type`` (same ``seq``).
+
+    On a noisy line a short frame survives far more often than a long one, so the dongle sends
+    swipes as fragments and resends only the missing ones (selective repeat).
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.FRAGMENT
+    inner_type: int
+    index: int
+    count: int
+    chunk: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class FragmentAck(Message):
+    """Which fragments of message ``acked_seq`` have arrived: bit ``i`` of ``received`` is fragment ``i``."""
+
+    TYPE: ClassVar[MessageType] = MessageType.FRAGMENT_ACK
+    acked_seq: int
+    received: int
+
+
 MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, DeviceInfo, SwipeMessage, ChipMessage, Heartbeat, Ack, Nak, ErrorMessage)
+    cls.TYPE: cls
+    for cls in (
+        Hello,
+        DeviceInfo,
+        SwipeMessage,
+        ChipMessage,
+        Heartbeat,
+        Ack,
+        Nak,
+        FragmentAck,
+        ErrorMessage,
+        Fragment,
+    )
 }
+
+MAX_FRAGMENTS = 64
+DEFAULT_CHUNK_BYTES = 16
+
+
+def fragment_frame(frame: Frame, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[Frame]:
+    """Split ``frame`` into FRAGMENT frames of at most ``chunk_bytes`` payload each (same seq).
+
+    The chunk grows if needed so that there are at most :data:`MAX_FRAGMENTS` fragments.
+    """
+    if chunk_bytes < 1:
+        raise FrameError("fragment chunk size must be positive", chunk_bytes=chunk_bytes)
+    chunk_bytes = max(chunk_bytes, -(-len(frame.payload) // MAX_FRAGMENTS))
+    pieces = [
+        frame.payload[start : start + chunk_bytes] for start in range(0, len(frame.payload), chunk_bytes)
+    ]
+    pieces = pieces or [b""]
+    return [
+        Frame.of(Fragment(frame.type, index, len(pieces), piece), frame.seq, frame.flags)
+        for index, piece in enumerate(pieces)
+    ]
+
+
+class Reassembler:
+    """Collects FRAGMENT frames and returns each whole frame once all its pieces have arrived.
+
+    Keeps at most ``max_pending`` partial messages (the oldest is dropped first).
+    """
+
+    def __init__(self, max_pending: int = 16) -> None:
+        self.max_pending = max_pending
+        self._pending: dict[int, tuple[int, int, dict[int, bytes]]] = {}
+
+    def add(self, frame: Frame) -> Frame | None:
+        """Add a FRAGMENT frame; return the reassembled frame when complete, else ``None``.
+
+        Raises :class:`FrameError` for a fragment that contradicts itself or its siblings, and
+        :class:`UnsupportedFrame` for an unknown inner type.
+        """
+        piece = Fragment.from_payload(frame.payload) if frame.type is MessageType.FRAGMENT else None
+        if piece is None:
+            raise FrameError("not a FRAGMENT frame", seq=frame.seq)
+        if not 1 <= piece.count <= MAX_FRAGMENTS or piece.index >= piece.count:
+            raise FrameError("fragment index or count out of range", seq=frame.seq)
+        try:
+            inner_type = MessageType(piece.inner_type)
+        except ValueError:
+            raise UnsupportedFrame(
+                f"unsupported message type 0x{piece.inner_type:02X} in a fragment", seq=frame.seq
+            ) from None
+        entry = self._pending.get(frame.seq)
+        if entry is None or entry[0] != inner_type or entry[1] != piece.count:
+            entry = (inner_type, piece.count, {})
+            self._pending.pop(frame.seq, None)
+            self._pending[frame.seq] = entry
+            while len(self._pending) > self.max_pending:
+                del self._pending[next(iter(self._pending))]
+        entry[2][piece.index] = piece.chunk
+        if len(entry[2]) < piece.count:
+            return None
+        del self._pending[frame.seq]
+        payload = b"".join(entry[2][index] for index in range(piece.count))
+        if len(payload) > MAX_PAYLOAD:
+            raise FrameError("reassembled frame is over the payload limit", seq=frame.seq)
+        return Frame(inner_type, frame.seq, payload, frame.flags & ~FrameFlags.RETRANSMIT)
+
+    def received_mask(self, seq: int) -> int:
+        """Bit ``i`` set for each fragment ``i`` of message ``seq`` held so far."""
+        entry = self._pending.get(seq)
+        return sum(1 << index for index in entry[2]) if entry else 0
+
+    def forget(self, seq: int) -> None:
+        """Drop any pieces of message ``seq``."""
+        self._pending.pop(seq, None)
