@@ -508,11 +508,11 @@ class TransactionQueue:
         with self._lock:
             duplicate = self._db.execute(
                 "SELECT COUNT(*) FROM transactions"
-                " WHERE card_id=? AND amount=? AND created_at>=? AND state!=?",
+                " WHERE card_id=? AND amount=? AND created_at>? AND state!=?",
                 (card_id, request.amount, now - self.rules.duplicate_window_s, State.REFUSED.value),
             ).fetchone()[0]
             recent = self._db.execute(
-                "SELECT COUNT(*) FROM transactions WHERE card_id=? AND created_at>=? AND state!=?",
+                "SELECT COUNT(*) FROM transactions WHERE card_id=? AND created_at>? AND state!=?",
                 (card_id, now - self.rules.velocity_window_s, State.REFUSED.value),
             ).fetchone()[0]
         shown = masked.masked_pan if masked else f"customer {request.customer}"
