@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -63,7 +64,9 @@ def pans() -> Iterator[str]:
 
 
 @pytest.fixture
-def make_queue(tmp_path: Path, clock: ManualClock, device_key: DeviceKey) -> Iterator[Callable[..., TransactionQueue]]:
+def make_queue(
+    tmp_path: Path, clock: ManualClock, device_key: DeviceKey
+) -> Iterator[Callable[..., TransactionQueue]]:
     opened: list[TransactionQueue] = []
 
     def make(**options: object) -> TransactionQueue:
@@ -75,12 +78,12 @@ def make_queue(tmp_path: Path, clock: ManualClock, device_key: DeviceKey) -> Ite
 
     yield make
     for queue in opened:
-        try:
+        with contextlib.suppress(Exception):
             queue.close()
-        except Exception:
-            pass
 
 
 @pytest.fixture
 def queue(make_queue: Callable[..., TransactionQueue]) -> TransactionQueue:
-    return make_queue(limits=OfflineLimits(50_000, 200_000, 50), rules=RiskRules(blocked_bins=frozenset({"510510"})))
+    return make_queue(
+        limits=OfflineLimits(50_000, 200_000, 50), rules=RiskRules(blocked_bins=frozenset({"510510"}))
+    )

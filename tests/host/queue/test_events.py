@@ -21,7 +21,8 @@ async def test_async_listener_runs_on_its_loop(queue: TransactionQueue, pans: It
     unsubscribe = queue.subscribe(listener)
     transaction = await queue.capture_async(1250, "USD", Card(next(pans), "3012", "101"), keyed=True)
     event = await asyncio.wait_for(received.get(), 5)
-    assert event.kind == "transaction" and event.transaction == transaction
+    assert event.kind == "transaction"
+    assert event.transaction == transaction
     assert seen_on == [loop]
     unsubscribe()
     await queue.capture_async(1300, "USD", Card(next(pans), "3012", "101"), keyed=True)
@@ -40,7 +41,8 @@ async def test_event_stream(queue: TransactionQueue, pans: Iterator[str]) -> Non
     await asyncio.sleep(0)
     queue.capture(1250, "USD", Card(next(pans), "3012", "101"), key="s1", keyed=True)
     event = await asyncio.wait_for(task, 5)
-    assert event.transaction is not None and event.transaction.state is TransactionState.CAPTURED
+    assert event.transaction is not None
+    assert event.transaction.state is TransactionState.CAPTURED
     await stream.aclose()
 
 
@@ -49,4 +51,7 @@ def test_failing_listener_is_not_fatal(queue: TransactionQueue, pans: Iterator[s
         raise RuntimeError("console bug")
 
     queue.subscribe(broken)
-    assert queue.capture(1250, "USD", Card(next(pans), "3012", "101"), keyed=True).state is TransactionState.CAPTURED
+    assert (
+        queue.capture(1250, "USD", Card(next(pans), "3012", "101"), keyed=True).state
+        is TransactionState.CAPTURED
+    )

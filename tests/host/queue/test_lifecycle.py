@@ -33,7 +33,9 @@ def test_documented_path() -> None:
     assert not ALLOWED_TRANSITIONS[State.SETTLED]
 
 
-def test_queue_refuses_illegal_step_and_audits_legal_ones(queue: TransactionQueue, pans: Iterator[str]) -> None:
+def test_queue_refuses_illegal_step_and_audits_legal_ones(
+    queue: TransactionQueue, pans: Iterator[str]
+) -> None:
     pan = next(pans)
     queue.capture(1000, "USD", Card(pan, "3012", "101"), key="k1", keyed=True)
     with pytest.raises(IllegalTransition):
@@ -42,8 +44,12 @@ def test_queue_refuses_illegal_step_and_audits_legal_ones(queue: TransactionQueu
     queue.record_answers([ProcessorAnswer("k1", State.APPROVED, None, "ref1")])
     queue.settle(["k1"])
     steps = [(entry.from_state, entry.to_state) for entry in queue.audit("k1")]
-    assert steps == [(None, "captured"), ("captured", "forwarding"), ("forwarding", "approved"),
-                     ("approved", "settled")]
+    assert steps == [
+        (None, "captured"),
+        ("captured", "forwarding"),
+        ("forwarding", "approved"),
+        ("approved", "settled"),
+    ]
     assert queue.get("k1").processor_ref == "ref1"
 
 

@@ -27,7 +27,8 @@ def test_pay_by_check_in_carries_the_token_not_card_data(queue: TransactionQueue
     transaction = queue.capture(2500, "USD", ALICE, key="sale1")
     assert (transaction.source, transaction.customer, transaction.card) == ("checkin", "c-alice", None)
     body = queue.claim_for_forwarding()[0].request_body()
-    assert body["account_token"] == "tok_alice" and "card" not in body
+    assert body["account_token"] == "tok_alice"
+    assert "card" not in body
     assert [row["sale_key"] for row in queue.presence_rows()] == ["sale1"]
 
 
@@ -44,8 +45,9 @@ def test_check_out_voids_nothing(queue: TransactionQueue) -> None:
     assert queue.get("sale1").state is TransactionState.CAPTURED
 
 
-def test_presence_not_attached_to_a_sale_is_deleted_after_retention(queue: TransactionQueue,
-                                                                     clock: ManualClock) -> None:
+def test_presence_not_attached_to_a_sale_is_deleted_after_retention(
+    queue: TransactionQueue, clock: ManualClock
+) -> None:
     queue.record_presence(_check_in())
     queue.capture(2500, "USD", ALICE, key="sale1")
     queue.record_presence(_check_out())
@@ -61,4 +63,5 @@ def test_presence_events_reach_listeners(queue: TransactionQueue) -> None:
     seen = []
     queue.subscribe(lambda event: seen.append(event.presence))
     queue.record_presence(_check_in())
-    assert seen[0]["event"] == "check_in" and seen[0]["customer"] == "c-alice"
+    assert seen[0]["event"] == "check_in"
+    assert seen[0]["customer"] == "c-alice"

@@ -27,7 +27,8 @@ def _card(pan: str, expiry: str = "3012", service_code: str = "101") -> Card:
 def test_per_transaction_limit(queue: TransactionQueue, pans: Iterator[str]) -> None:
     with pytest.raises(CaptureRefused) as caught:
         queue.capture(50_001, "USD", _card(next(pans)), key="big", keyed=True)
-    assert "per payment" in caught.value.reason and "500.00 USD" in caught.value.reason
+    assert "per payment" in caught.value.reason
+    assert "500.00 USD" in caught.value.reason
     assert queue.get("big").state is TransactionState.REFUSED
     with pytest.raises(CaptureRefused):
         queue.capture(50_001, "USD", _card(next(pans)), key="big", keyed=True)
@@ -53,17 +54,21 @@ def test_limits_must_be_positive() -> None:
         OfflineLimits(max_count=0)
 
 
-def test_duplicate_swipe_asks_the_cashier(queue: TransactionQueue, pans: Iterator[str], clock: ManualClock) -> None:
+def test_duplicate_swipe_asks_the_cashier(
+    queue: TransactionQueue, pans: Iterator[str], clock: ManualClock
+) -> None:
     events: list[QueueEvent] = []
     queue.subscribe(events.append)
     card = _card(next(pans))
     queue.capture(1250, "USD", card, keyed=True)
     with pytest.raises(ConfirmationRequired) as caught:
         queue.capture(1250, "USD", card, keyed=True)
-    assert caught.value.kind == "duplicate" and "charge again" in caught.value.reason
+    assert caught.value.kind == "duplicate"
+    assert "charge again" in caught.value.reason
     alerts = [event.alert for event in events if event.alert is not None]
     assert [alert.kind for alert in alerts] == [AlertKind.DUPLICATE]
-    assert alerts[0].needs_confirmation and alerts[0].to_json()["card"]["pan"].startswith("400000")
+    assert alerts[0].needs_confirmation
+    assert alerts[0].to_json()["card"]["pan"].startswith("400000")
     confirmed = queue.capture(1250, "USD", card, keyed=True, confirm=["duplicate"])
     assert confirmed.state is TransactionState.CAPTURED
     clock.advance(121)
