@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 from posbridge.hardware.audio import sample_format
+from posbridge.hardware.audio.device import file_capture_asoundrc
 
 ALSA_PCM = "swipein"
 
@@ -34,16 +35,6 @@ class AlsaHome:
         return {**os.environ, "HOME": str(self.home)}
 
 
-def write_asoundrc(home: Path, raw_path: Path, rate: int = 48_000) -> None:
-    """Define the ``swipein`` capture PCM (file plugin over null, wrapped in plug) in ``home``."""
-    (home / ".asoundrc").write_text(
-        f'pcm.{ALSA_PCM}_raw {{ type file; slave.pcm "null"; file "/dev/null"; infile "{raw_path}"; '
-        'format "raw" }\n'
-        f'pcm.{ALSA_PCM} {{ type plug; slave {{ pcm "{ALSA_PCM}_raw"; rate {rate}; channels 1; '
-        "format S16_LE } }\n"
-    )
-
-
 @pytest.fixture
 def alsa_home(tmp_path: Path) -> Callable[[NDArray[np.float32]], AlsaHome]:
     """Make an :class:`AlsaHome` whose PCM plays the given mono samples (48 kHz s16le)."""
@@ -55,7 +46,7 @@ def alsa_home(tmp_path: Path) -> Callable[[NDArray[np.float32]], AlsaHome]:
         home.mkdir(exist_ok=True)
         raw_path = tmp_path / "swipes.s16le"
         raw_path.write_bytes(sample_format("s16le").encode(np.asarray(samples).reshape(-1)))
-        write_asoundrc(home, raw_path)
+        (home / ".asoundrc").write_text(file_capture_asoundrc(ALSA_PCM, raw_path))
         return AlsaHome(home, raw_path)
 
     return make

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -156,6 +157,23 @@ def resolve_input_device(name_or_index: str) -> int:
         raise UsageError(f"audio input {name_or_index!r} is ambiguous: {names}", device=name_or_index)
     raise DeviceNotFound(
         f"no audio input called {name_or_index!r}; run 'posbridge devices'", device=name_or_index
+    )
+
+
+def file_capture_asoundrc(
+    name: str, raw_path: str | Path, rate: int = DEFAULT_RATE, channels: int = 1
+) -> str:
+    """ALSA configuration that makes a raw s16le recording a capture PCM called ``name``.
+
+    For rigs and tests without a sound card: ``<name>_raw`` is ALSA's ``file`` plugin reading
+    ``raw_path`` over the ``null`` PCM, and ``<name>`` a ``plug`` PCM presenting it at ``rate`` Hz
+    with ``channels`` channels. Put the text in ``~/.asoundrc`` and open ``device://<name>``.
+    """
+    return (
+        f'pcm.{name}_raw {{ type file; slave.pcm "null"; file "/dev/null"; infile "{raw_path}"; '
+        'format "raw" }\n'
+        f'pcm.{name} {{ type plug; slave {{ pcm "{name}_raw"; rate {rate}; channels {channels}; '
+        "format S16_LE } }\n"
     )
 
 
