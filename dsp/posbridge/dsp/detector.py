@@ -7,7 +7,7 @@ head; the same samples in any block sizes give the same swipes, and
 
 How it works, per channel, in frames of 4 ms:
 
-- The level is the energy of a 2nd-order high-pass (150 Hz; detection only, the decoder sees
+- The level is the energy of a 4th-order high-pass (250 Hz; detection only, the decoder sees
   the raw samples) averaged over a few frames, so DC, mic bias and mains hum do not count.
 - The noise floor is the minimum level over the last second of idle frames (minimum
   statistics), so it follows the room and an input AGC up and down, but freezes during a swipe.
@@ -50,7 +50,7 @@ class DetectorTuning:
     smoothing_frames: int = 3
     max_swipe_s: float = 4.0
     min_level: float = 1e-9
-    highpass_hz: float = 150.0
+    highpass_hz: float = 250.0
     keep_undecoded: bool = False
 
 
@@ -86,7 +86,7 @@ class SwipeDetector:
         self.on_segment = on_segment
         t = self.tuning
         self._frame = max(8, round(t.frame_s * rate))
-        self._sos = butter(2, min(t.highpass_hz / (rate / 2), 0.9), btype="highpass", output="sos")
+        self._sos = butter(4, min(t.highpass_hz / (rate / 2), 0.9), btype="highpass", output="sos")
         self._zi = np.repeat(sosfilt_zi(self._sos)[:, :, None], channels, axis=2) * 0.0
         self._pre_roll = round(t.pre_roll_s * rate)
         self._post_roll = round(t.post_roll_s * rate)

@@ -59,6 +59,7 @@ class Pulses:
     times: NDArray[np.float64]
     signs: NDArray[np.int8]
     strengths: NDArray[np.float64]
+    amplitudes: NDArray[np.float64]
     cell_samples: float
 
 
@@ -89,7 +90,10 @@ def estimate_cell_samples(data: NDArray[np.float64], rate: float) -> float | Non
     n = data.size
     if n < 64:
         return None
-    spectrum = np.abs(np.fft.rfft(data - data.mean())) ** 2
+    from scipy.ndimage import median_filter
+
+    spectrum = np.abs(np.fft.rfft((data - data.mean()) * np.hanning(n))) ** 2
+    spectrum = np.minimum(spectrum, 4.0 * median_filter(spectrum, size=15, mode="nearest"))
     freqs = np.fft.rfftfreq(n, 1.0 / rate)
     low = 80.0
     high = rate / 2
@@ -117,7 +121,7 @@ def _band_filter(log_cell_step: int) -> NDArray[np.float64]:
     from scipy.signal import butter
 
     cell = math.exp(log_cell_step / 40)
-    low = 0.15 / cell
+    low = 0.25 / cell
     high = 4.0 / cell
     if high < 0.45:
         sos = butter(2, [low / 0.5, high / 0.5], btype="bandpass", output="sos")
@@ -169,120 +173,179 @@ def find_pulses(samples: NDArray[np.floating], rate: float) -> Pulses | None:
         times=times.astype(np.float64),
         signs=np.where(peak[keep] > 0, 1, -1).astype(np.int8),
         strengths=strengths[keep].astype(np.float64),
+        amplitudes=np.abs(peak[keep]).astype(np.float64),
         cell_samples=float(cell),
     )
 
 
-def _lock_points(pulses: Pulses, start: int) -> tuple[int, float] | None:
-    """First pulse index >= start where LOCK_INTERVALS intervals between strong alternating
-    pulses agree (each within 25 % of their median): returns (index into pulses, cell length)."""
-    strong = np.flatnonzero(pulses.strengths > 0.45)
-    strong = strong[strong >= start]
-    if strong.size < LOCK_INTERVALS + 1:
-        return None
-    times = pulses.times[strong]
-    signs = pulses.signs[strong]
-    intervals = np.diff(times)
-    alternating = signs[1:] != signs[:-1]
+def _lock_windows(pulses: Pulses) -> list[tuple[float, int, float]]:
+    """Candidate clock locks, best first: (score, index of a cell-boundary pulse, cell length).
+
+    A lock needs ``LOCK_INTERVALS`` consecutive intervals between strong, alternating pulses that
+    are all either one cell (within 25 % of the window's longest) or half a cell (within 25 % of
+    half of it): the only interval pattern F2F makes. Windows holding both lengths (data) score
+    above windows of one length (clocking zeros, or a run of ones that would halve the clock).
+    The lock pulse starts a one-cell interval, so it is a cell boundary.
+    """
     from numpy.lib.stride_tricks import sliding_window_view
 
+    strong = np.flatnonzero(pulses.strengths > 0.4)
+    if strong.size < LOCK_INTERVALS + 1:
+        return []
+    times = pulses.times[strong]
+    intervals = np.diff(times)
+    alternating = pulses.signs[strong][1:] != pulses.signs[strong][:-1]
     windows = sliding_window_view(intervals, LOCK_INTERVALS)
-    alt_windows = sliding_window_view(alternating, LOCK_INTERVALS)
-    medians = np.median(windows, axis=1)
-    consistent = np.all(np.abs(windows - medians[:, None]) <= 0.25 * medians[:, None], axis=1)
-    consistent &= np.all(alt_windows, axis=1)
-    consistent &= medians >= 2.0
-    hits = np.flatnonzero(consistent)
-    if hits.size == 0:
-        return None
-    first = int(hits[0])
-    return int(strong[first]), float(medians[first])
+    longest = windows.max(axis=1)
+    ratio = windows / longest[:, None]
+    is_long = ratio >= 0.75
+    is_short = (ratio >= 0.375) & (ratio <= 0.625)
+    valid = np.all(is_long | is_short, axis=1)
+    valid &= np.all(sliding_window_view(alternating, LOCK_INTERVALS), axis=1)
+    valid &= longest >= 2.5
+    long_count = is_long.sum(axis=1)
+    bimodal = long_count < LOCK_INTERVALS
+    valid &= ~bimodal | (long_count == LOCK_INTERVALS)
+    valid &= long_count >= 2
+    strength_windows = sliding_window_view(pulses.strengths[strong], LOCK_INTERVALS + 1)
+    score = strength_windows.mean(axis=1) + 0.5 * bimodal
+    candidates = np.flatnonzero(valid)
+    order = candidates[np.argsort(-score[candidates], kind="stable")]
+    locks: list[tuple[float, int, float]] = []
+    for window in order[:64].tolist():
+        cell = float(np.mean(windows[window][is_long[window]]))
+        nearby = intervals[max(0, window - 32) : window + LOCK_INTERVALS + 32] / cell
+        doubled = np.count_nonzero((nearby > 1.6) & (nearby < 2.4))
+        halved = np.count_nonzero((nearby > 0.4) & (nearby < 0.6))
+        if doubled > max(2, halved):
+            cell *= 2
+            long_at = np.flatnonzero((nearby > 1.6) & (nearby < 2.4))[0] + max(0, window - 32)
+            locks.append((float(score[window]), int(strong[long_at]), float(intervals[long_at])))
+            continue
+        first_long = int(np.argmax(is_long[window]))
+        locks.append((float(score[window]), int(strong[window + first_long]), cell))
+    return locks
 
 
-def track_clock(pulses: Pulses, lock_index: int, cell: float) -> tuple[Burst, int]:
-    """Follow the bit clock from a locked pulse (step 4). Returns the burst and the index of the
-    first pulse after it."""
-    times: list[float] = pulses.times.tolist()
-    signs: list[int] = pulses.signs.tolist()
-    strengths: list[float] = pulses.strengths.tolist()
+@dataclass
+class _Tracked:
+    bits: list[int]
+    confidence: list[float]
+    last_index: int
+    last_time: float
+
+
+def _track(
+    times: list[float],
+    signs: list[int],
+    strengths: list[float],
+    amplitudes: list[float],
+    lock_index: int,
+    cell: float,
+) -> _Tracked:
+    """Follow the bit clock forward from a cell-boundary pulse (module docstring, step 4)."""
     count = len(times)
-    t = float(times[lock_index])
-    sign = int(signs[lock_index])
+    t = times[lock_index]
+    sign = signs[lock_index]
+    level = amplitudes[lock_index]
     j = lock_index + 1
     bits: list[int] = []
     confidence: list[float] = []
-    misses = 0
-    last_boundary = t
+    bad_run = 0
+    last_good_index = lock_index
+    last_good_time = t
+    good_bits = 0
     while j < count:
         mid_best = 0.0
-        same_best = 0.0
-        same_time = 0.0
-        opposite_best = 0.0
-        opposite_time = 0.0
+        same_best = same_time = same_amp = 0.0
+        same_index = -1
+        opposite_best = opposite_time = opposite_amp = 0.0
+        opposite_index = -1
+        while j < count and times[j] < t + 0.25 * cell:
+            j += 1
         k = j
-        while k < count and times[k] < t + 0.25 * cell:
-            k += 1
-        j = k
-        while k < count and times[k] < t + 1.35 * cell:
-            dt = (times[k] - t) / cell
+        limit = t + 1.35 * cell
+        mid_limit = t + 0.72 * cell
+        while k < count and times[k] < limit:
             s = strengths[k]
-            if dt < 0.72:
+            if times[k] < mid_limit:
                 if signs[k] != sign and s > mid_best:
                     mid_best = s
             elif signs[k] == sign:
                 if s > same_best:
-                    same_best, same_time = s, times[k]
+                    same_best, same_time, same_amp, same_index = s, times[k], amplitudes[k], k
             elif s > opposite_best:
-                opposite_best, opposite_time = s, times[k]
+                opposite_best, opposite_time, opposite_amp, opposite_index = s, times[k], amplitudes[k], k
             k += 1
         one_score = 0.5 * (mid_best + same_best)
         zero_score = opposite_best
-        if max(one_score, zero_score) < 0.15:
-            misses += 1
-            if misses > 2:
-                break
-            bits.append(0)
-            confidence.append(0.0)
-            t += cell
-            continue
-        misses = 0
         bit = 1 if one_score > zero_score else 0
-        boundary_time = same_time if bit else opposite_time
-        boundary_strength = same_best if bit else opposite_best
+        if bit:
+            boundary_time, boundary_amp, boundary_index = same_time, same_amp, same_index
+        else:
+            boundary_time, boundary_amp, boundary_index = opposite_time, opposite_amp, opposite_index
+        error = (boundary_time - t - cell) / cell if boundary_index >= 0 else 1.0
+        good = boundary_index >= 0 and abs(error) < 0.25 and boundary_amp > 0.3 * level
         bits.append(bit)
-        confidence.append(min(1.0, abs(one_score - zero_score)))
-        if boundary_strength > 0.15:
-            measured = boundary_time - t
-            cell += 0.3 * (measured - cell)
+        confidence.append(min(1.0, abs(one_score - zero_score)) if good else 0.0)
+        if boundary_index >= 0 and abs(error) < 0.35:
+            if good:
+                cell += 0.3 * (boundary_time - t - cell)
+                level += 0.2 * (boundary_amp - level)
             t = boundary_time
-            last_boundary = t
+            j = boundary_index
         else:
             t += cell
         if not bit:
             sign = -sign
-    # drop the coasted cells at the end
-    while bits and confidence[-1] == 0.0:
-        bits.pop()
-        confidence.pop()
-    return Burst(bits, confidence, float(times[lock_index]), last_boundary), j
+        if good:
+            bad_run = 0
+            good_bits = len(bits)
+            last_good_index = boundary_index
+            last_good_time = t
+        else:
+            bad_run += 1
+            if bad_run >= 4:
+                break
+    return _Tracked(bits[:good_bits], confidence[:good_bits], last_good_index, last_good_time)
+
+
+MAX_BURSTS = 8
 
 
 def recover_bursts(samples: NDArray[np.floating], rate: float) -> list[Burst]:
-    """Every clock-locked burst of one channel, in time order, with per-bit confidence."""
+    """Every clock-locked burst of one channel, in time order, with per-bit confidence.
+
+    Each burst is tracked forward and backward from its best lock, so the weak start of a swipe
+    (slow hand, head not yet in contact) is read with a clock already settled on loud cells.
+    """
     pulses = find_pulses(samples, rate)
     if pulses is None:
         return []
+    times = pulses.times.tolist()
+    signs = pulses.signs.tolist()
+    strengths = pulses.strengths.tolist()
+    amplitudes = pulses.amplitudes.tolist()
+    count = len(times)
+    reversed_times = [-value for value in reversed(times)]
+    claimed: list[tuple[int, int]] = []
     bursts: list[Burst] = []
-    start = 0
-    while start < pulses.times.size:
-        lock = _lock_points(pulses, start)
-        if lock is None:
+    for _, lock_index, cell in _lock_windows(pulses):
+        if len(bursts) >= MAX_BURSTS:
             break
-        index, cell = lock
-        burst, next_index = track_clock(pulses, index, cell)
-        if len(burst.bits) >= MIN_BURST_BITS:
-            bursts.append(burst)
-        start = max(next_index, index + 1)
+        if any(low <= lock_index <= high for low, high in claimed):
+            continue
+        ahead = _track(times, signs, strengths, amplitudes, lock_index, cell)
+        behind = _track(
+            reversed_times, signs[::-1], strengths[::-1], amplitudes[::-1], count - 1 - lock_index, cell
+        )
+        first_index = count - 1 - behind.last_index
+        claimed.append((first_index, ahead.last_index))
+        bits = behind.bits[::-1] + ahead.bits
+        confidence = behind.confidence[::-1] + ahead.confidence
+        if len(bits) >= MIN_BURST_BITS and confidence.count(0.0) <= 0.25 * len(bits):
+            bursts.append(Burst(bits, confidence, -behind.last_time, ahead.last_time))
+    bursts.sort(key=lambda burst: burst.start)
     return bursts
 
 
