@@ -85,7 +85,8 @@ def _hard(rng: np.random.Generator) -> SwipeParams:
 
 def _fits(params: SwipeParams, fmt: TrackFormat) -> bool:
     """Skip combinations no decoder could read: under 3 samples per bit cell at the fastest point."""
-    fastest = params.speed_cm_s * math.sqrt(max(params.speed_ramp, 1 / params.speed_ramp)) * (1 + params.wobble)
+    ramp = max(params.speed_ramp, 1 / params.speed_ramp)
+    fastest = params.speed_cm_s * math.sqrt(ramp) * (1 + params.wobble)
     return params.rate / (fastest * BITS_PER_CM[fmt]) >= 3.0
 
 
@@ -111,7 +112,9 @@ def corpus(rng: np.random.Generator, count: int) -> Iterator[Case]:
         yield Case("track1-3.5spb", params, text, fmt)
 
 
-def noise_recordings(rng: np.random.Generator, rate: float = 48_000.0) -> Iterator[tuple[str, NDArray[np.float32]]]:
+def noise_recordings(
+    rng: np.random.Generator, rate: float = 48_000.0
+) -> Iterator[tuple[str, NDArray[np.float32]]]:
     """Recordings without a card: hiss, hum, clicks, tones, a plug-in thump, and all at once."""
     n = int(rate * 3)
     t = np.arange(n) / rate

@@ -215,10 +215,9 @@ def _lock_windows(pulses: Pulses) -> list[tuple[float, int, float]]:
     for window in order[:64].tolist():
         cell = float(np.mean(windows[window][is_long[window]]))
         nearby = intervals[max(0, window - 32) : window + LOCK_INTERVALS + 32] / cell
-        doubled = np.count_nonzero((nearby > 1.6) & (nearby < 2.4))
-        halved = np.count_nonzero((nearby > 0.4) & (nearby < 0.6))
+        doubled = int(np.count_nonzero((nearby > 1.6) & (nearby < 2.4)))
+        halved = int(np.count_nonzero((nearby > 0.4) & (nearby < 0.6)))
         if doubled > max(2, halved):
-            cell *= 2
             long_at = np.flatnonzero((nearby > 1.6) & (nearby < 2.4))[0] + max(0, window - 32)
             locks.append((float(score[window]), int(strong[long_at]), float(intervals[long_at])))
             continue
