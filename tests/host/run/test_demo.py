@@ -1,0 +1,30 @@
+"""``posbridge demo``: ends by itself, exit 0, tells the shop's story, and never shows a clear PAN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .conftest import clear_pans, posbridge
+
+
+def test_demo_runs_the_shop_and_leaks_no_pan(isolated_env: Path) -> None:
+    state = isolated_env / "state"
+    result = posbridge("demo", "--duration", "16", "--console", "127.0.0.1:0", "--state-dir", str(state))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for expected in ("check-in: Alice", "approved USD 12.50", "pay by check-in: Bob", "approved USD 4.20",
+                     "ALERT same card", "ALERT card expired", "network: processor unreachable",
+                     "offline USD 15.00", "stored payment forwarded: approved USD 15.00", "demo over"):
+        assert expected in out, expected
+    assert "******" in out
+    assert not clear_pans(out.encode() + result.stderr.encode())
+    files = [path for path in state.rglob("*") if path.is_file()]
+    assert any(path.name == "queue.db" for path in files)
+    for path in files:
+        assert not clear_pans(path.read_bytes()), path
+
+
+def test_demo_rejects_a_bad_console_address(isolated_env: Path) -> None:
+    result = posbridge("demo", "--duration", "1", "--console", "localhost")
+    assert result.returncode == 2
+    assert "--console must be HOST:PORT" in result.stderr
