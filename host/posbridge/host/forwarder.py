@@ -132,6 +132,8 @@ class ForwardReport:
         }
 
 
+_EXPIRED = ProcessorUnavailable("held offline too long", sent=False)
+
 _STATUSES = {"approved": TransactionState.APPROVED, "declined": TransactionState.DECLINED}
 
 
@@ -282,11 +284,7 @@ class Forwarder:
                         self.breaker.record_success()
                         return found
                     if self.queue.clock() - payment.created_at > self.queue.limits.max_age_s:
-                        return ProcessorAnswer(
-                            payment.key,
-                            TransactionState.FAILED,
-                            "expired: held offline too long; never reached the processor",
-                        )
+                        return _EXPIRED
                 answer = await self.client.authorize(payment.request_body())
             except ProcessorUnavailable as error:
                 self.breaker.record_failure()
@@ -309,8 +307,11 @@ class Forwarder:
         results = await asyncio.gather(*(self._send(payment, gate) for payment in claimed))
         answers: list[ProcessorAnswer] = []
         deferred: dict[float, list[str]] = {}
+        expired: list[str] = []
         for payment, result in zip(claimed, results, strict=True):
-            if isinstance(result, ProcessorAnswer):
+            if result is _EXPIRED:
+                expired.append(payment.key)
+            elif isinstance(result, ProcessorAnswer):
                 answers.append(result)
             elif isinstance(result, ProcessorRejected):
                 answers.append(ProcessorAnswer(payment.key, TransactionState.FAILED, str(result)))
@@ -319,6 +320,7 @@ class Forwarder:
                 deferred.setdefault(delay, []).append(payment.key)
                 report.deferred.append(payment.key)
         self.queue.record_answers(answers)
+        report.expired += self.queue.mark_expired(expired)
         for delay, keys in deferred.items():
             self.queue.defer(keys, delay, "processor unavailable")
         for answer in answers:

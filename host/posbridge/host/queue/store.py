@@ -761,37 +761,31 @@ class TransactionQueue:
 
     def expire_overdue(self) -> builtins.list[Transaction]:
         """Fail captured payments held longer than ``limits.max_age_s``; returns them (to report)."""
-        now = self.clock()
-        with self._transaction() as db:
+        with self._lock:
             keys = [
                 row[0]
-                for row in db.execute(
+                for row in self._db.execute(
                     "SELECT key FROM transactions WHERE state=? AND created_at<?",
-                    (State.CAPTURED.value, now - self.limits.max_age_s),
+                    (State.CAPTURED.value, self.clock() - self.limits.max_age_s),
                 )
             ]
+        return self.mark_expired(keys)
+
+    def mark_expired(self, keys: Iterable[str]) -> builtins.list[Transaction]:
+        """Fail payments that waited too long and never reached the processor; destroys their card
+        data, raises an ``expired_offline`` alert for each, returns them."""
+        now = self.clock()
+        keys = builtins.list(keys)
+        reason = f"expired: held offline over {self.limits.max_age_s / 3600:g} h, never reached the processor"
+        with self._transaction() as db:
             for key in keys:
-                self._move(
-                    db,
-                    key,
-                    State.FAILED,
-                    f"expired: held offline over {self.limits.max_age_s / 3600:g} h",
-                    now,
-                    destroy_secret=True,
-                )
+                self._move(db, key, State.FAILED, reason, now, destroy_secret=True)
         if keys:
             self.checkpoint()
             for key in keys:
                 transaction = self.get(key)
                 self._alert(
-                    Alert(
-                        AlertKind.EXPIRED_OFFLINE,
-                        transaction.reason or "expired",
-                        key,
-                        transaction.card,
-                        transaction.amount,
-                        now,
-                    )
+                    Alert(AlertKind.EXPIRED_OFFLINE, reason, key, transaction.card, transaction.amount, now)
                 )
             self._changed(keys)
         return [self.get(key) for key in keys]
