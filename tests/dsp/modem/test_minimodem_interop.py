@@ -1,0 +1,49 @@
+"""Bell 202 interoperability with Debian's minimodem (``1200`` mode), both directions, 4 KiB exact."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from posbridge.dsp.modem import FskDemodulator, FskModulator
+
+from .conftest import read_wav, write_wav
+
+PAYLOAD = np.random.default_rng(4096).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+
+
+def test_minimodem_to_posbridge(minimodem: str, tmp_path: Path) -> None:
+    wav = tmp_path / "minimodem.wav"
+    subprocess.run([minimodem, "--tx", "1200", "-f", str(wav)], input=PAYLOAD, check=True, timeout=60)
+    samples, rate = read_wav(wav)
+    demodulator = FskDemodulator("bell202", rate)
+    assert demodulator.process(samples) + demodulator.flush() == PAYLOAD
+
+
+def test_posbridge_to_minimodem(minimodem: str, tmp_path: Path) -> None:
+    wav = tmp_path / "posbridge.wav"
+    write_wav(wav, FskModulator("bell202", 48000).modulate(PAYLOAD), 48000)
+    received = subprocess.run(
+        [minimodem, "--rx", "1200", "-q", "-f", str(wav)], capture_output=True, check=True, timeout=60
+    ).stdout
+    assert received == PAYLOAD
+
+
+def test_posbridge_to_minimodem_at_44100(minimodem: str, tmp_path: Path) -> None:
+    wav = tmp_path / "posbridge44.wav"
+    data = PAYLOAD[:512]
+    write_wav(wav, FskModulator("bell202", 44100).modulate(data), 44100)
+    received = subprocess.run(
+        [minimodem, "--rx", "1200", "-q", "-f", str(wav)], capture_output=True, check=True, timeout=60
+    ).stdout
+    assert received == data
+
+
+def test_transmitted_waveform_matches_minimodem(minimodem: str, tmp_path: Path) -> None:
+    wav = tmp_path / "u.wav"
+    subprocess.run([minimodem, "--tx", "1200", "-f", str(wav)], input=b"posbridge", check=True, timeout=60)
+    theirs, rate = read_wav(wav)
+    ours = FskModulator("bell202", rate).modulate(b"posbridge")
+    assert ours.shape == theirs.shape
+    assert float(np.max(np.abs(ours - theirs))) < 0.02
