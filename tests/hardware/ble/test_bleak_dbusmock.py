@@ -159,5 +159,7 @@ async def test_check_in_and_out_through_bleak(bluez: MockBlueZ) -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     check_in, check_out = events
-    assert check_in.beacon == BEACON.beacon_id and check_in.zone is Zone.COUNTER
-    assert check_out.zone is Zone.GONE and check_out.t > check_in.t
+    assert check_in.beacon == BEACON.beacon_id
+    assert check_in.zone is Zone.COUNTER
+    assert check_out.zone is Zone.GONE
+    assert check_out.t > check_in.t
