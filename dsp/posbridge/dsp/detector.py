@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from posbridge.dsp.f2f import MAX_RATE, MIN_RATE, decode_segment
+from posbridge.dsp.f2f import MAX_RATE, MIN_RATE, decode_segment, recover_bursts
 from posbridge.protocols.errors import AudioFormatError, ConfigError
 from posbridge.protocols.types import Swipe, Track
 
@@ -250,6 +250,10 @@ class SwipeDetector:
 
     # ----------------------------------------------------------------------------- decoding
 
+    def _has_f2f(self, segment: NDArray[np.float32]) -> bool:
+        """True when some channel of an undecoded segment holds a clock-locked F2F burst."""
+        return any(recover_bursts(np.ascontiguousarray(segment[:, c]), self.rate) for c in range(self.channels))
+
     def _close(self, end_sample: int, active_end_sample: int) -> Swipe | None:
         assert self._open_frame is not None
         active_start_sample = self._open_frame * self._frame
@@ -270,7 +274,7 @@ class SwipeDetector:
                 first_channel = channel
             tracks.extend(found)
         self._trim_idle_audio()
-        if not tracks and not self.tuning.keep_undecoded:
+        if not tracks and not (self.tuning.keep_undecoded and self._has_f2f(segment)):
             return None
         tracks.sort(key=lambda track: track.number)
         return Swipe(

@@ -133,7 +133,7 @@ def _decode_from(bits: Sequence[int], start: int, charset: CharacterSet, min_tra
     limit = start + charset.max_characters * width
     while True:
         if position + width > len(bits) or position >= limit:
-            raise TrackError("no end sentinel", format=charset.format)
+            raise TrackError("no end sentinel", format=charset.format, bit_offset=position)
         chunk = bits[position : position + width]
         code = 0
         for i in range(charset.data_bits):
@@ -143,13 +143,13 @@ def _decode_from(bits: Sequence[int], start: int, charset: CharacterSet, min_tra
                 "character parity error", format=charset.format, character=len(codes), bit_offset=position
             )
         if not codes and code != sentinel_code:
-            raise TrackError("no start sentinel", format=charset.format)
+            raise TrackError("no start sentinel", format=charset.format, bit_offset=position)
         codes.append(code)
         position += width
         if code == end_code:
             break
     if position + width > len(bits):
-        raise TrackError("no LRC character after the end sentinel", format=charset.format)
+        raise TrackError("no LRC after the end sentinel", format=charset.format, bit_offset=position)
     chunk = bits[position : position + width]
     lrc = 0
     for i in range(charset.data_bits):
@@ -159,12 +159,12 @@ def _decode_from(bits: Sequence[int], start: int, charset: CharacterSet, min_tra
     end = position + width
     trailing = bits[end : end + min_trailing_zeros]
     if len(trailing) < min_trailing_zeros or any(trailing):
-        raise TrackError("the LRC is not followed by clocking zeros", format=charset.format)
+        raise TrackError("the LRC is not followed by clocking zeros", format=charset.format, bit_offset=end)
     text = "".join(charset.char(code) for code in codes[1:-1])
     if len(text) < MIN_TEXT_LENGTH:
-        raise TrackError("empty track", format=charset.format)
+        raise TrackError("empty track", format=charset.format, bit_offset=end)
     if sentinel_code in codes[1:-1] and charset.start_sentinel != charset.end_sentinel:
-        raise TrackError("start sentinel inside the track text", format=charset.format)
+        raise TrackError("start sentinel inside the track text", format=charset.format, bit_offset=end)
     return Track(
         number=_track_number(charset, len(codes) + 1),
         format=charset.format,
@@ -196,30 +196,31 @@ def decode_track_bits(
     is followed by ``min_trailing_zeros`` zero bits, is returned. ``Track.direction`` tells whether
     the stream was reversed; ``raw_bits`` is in recorded (card) order.
 
-    Raises :class:`ChecksumError` if the best candidate failed parity or LRC, else :class:`TrackError`.
+    Raises the error of the candidate that got furthest: :class:`ChecksumError` for a parity or
+    LRC failure, :class:`TrackError` for a missing sentinel, LRC or clocking zeros.
     """
     formats = [TrackFormat(fmt)] if fmt is not None else [TrackFormat.ALPHA, TrackFormat.BCD]
     streams: list[tuple[Direction, Sequence[int]]] = [(Direction.FORWARD, bits)]
     if allow_reverse:
         streams.append((Direction.REVERSE, list(reversed(bits))))
-    checksum_failure: ChecksumError | None = None
+    furthest: TrackError | ChecksumError | None = None
     for direction, stream in streams:
         for track_format in formats:
             charset = CHARACTER_SETS[track_format]
             for start in start_sentinel_candidates(stream, charset):
                 try:
                     track = _decode_from(stream, start, charset, min_trailing_zeros)
-                except ChecksumError as error:
-                    checksum_failure = checksum_failure or error
-                    continue
-                except TrackError:
+                except (ChecksumError, TrackError) as error:
+                    progress = error.context.get("bit_offset", 0) - start
+                    if furthest is None or progress > furthest.context.get("progress", -1):
+                        furthest = type(error)(error.message, **{**error.context, "progress": progress})
                     continue
                 if direction is Direction.REVERSE:
                     track = Track(track.number, track.format, track.text, direction, track.raw_bits)
                 return track
-    if checksum_failure is not None:
-        raise ChecksumError(f"no valid track: {checksum_failure.message}", **checksum_failure.context)
-    raise TrackError("no start sentinel leads to a valid track", length=len(bits))
+    if furthest is not None:
+        raise type(furthest)(f"no valid track: {furthest.message}", **furthest.context)
+    raise TrackError("no start sentinel in the bit stream", length=len(bits))
 
 
 _TRACK1_B = re.compile(r"^B(?P<pan>\d{1,19})\^(?P<name>[^^]{0,26})\^(?P<rest>.*)$", re.DOTALL)
