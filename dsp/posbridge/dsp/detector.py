@@ -108,6 +108,16 @@ class SwipeDetector:
         self._quiet_frames = 0
         self._floor_at_open = np.zeros(channels)
 
+    @property
+    def buffered_samples(self) -> int:
+        """Samples per channel held right now (pre-roll while idle, the swipe while one is open)."""
+        return int(self._audio.shape[0] + self._pending_energy.shape[0])
+
+    @property
+    def in_swipe(self) -> bool:
+        """True while the squelch is open."""
+        return self._open_frame is not None
+
     # ----------------------------------------------------------------------------- input
 
     def _as_block(self, block: NDArray[np.generic]) -> NDArray[np.float32]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,20 +178,23 @@ def find_pulses(samples: NDArray[np.floating], rate: float) -> Pulses | None:
     )
 
 
-def _lock_windows(pulses: Pulses) -> list[tuple[float, int, float]]:
-    """Candidate clock locks, best first: (score, index of a cell-boundary pulse, cell length).
+def _lock_windows(pulses: Pulses, claimed: list[tuple[int, int]]) -> Iterator[tuple[int, float]]:
+    """Candidate clock locks, best first: (index of a cell-boundary pulse, cell length in samples).
 
     A lock needs ``LOCK_INTERVALS`` consecutive intervals between strong, alternating pulses that
     are all either one cell (within 25 % of the window's longest) or half a cell (within 25 % of
-    half of it): the only interval pattern F2F makes. Windows holding both lengths (data) score
-    above windows of one length (clocking zeros, or a run of ones that would halve the clock).
-    The lock pulse starts a one-cell interval, so it is a cell boundary.
+    half of it): the only interval pattern F2F makes. Windows holding both lengths (data) rank
+    above windows of one length (clocking zeros, or a run of ones that would halve the clock);
+    windows far quieter than the loudest candidate (noise around a swipe) are not used. If
+    intervals of twice the lock's cell surround it, the cell is doubled. The lock pulse starts a
+    one-cell interval, so it is a cell boundary. Windows inside ``claimed`` pulse-index ranges
+    (already tracked bursts; the caller appends to it) are skipped.
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
     strong = np.flatnonzero(pulses.strengths > 0.4)
     if strong.size < LOCK_INTERVALS + 1:
-        return []
+        return
     times = pulses.times[strong]
     intervals = np.diff(times)
     alternating = pulses.signs[strong][1:] != pulses.signs[strong][:-1]
@@ -204,26 +207,30 @@ def _lock_windows(pulses: Pulses) -> list[tuple[float, int, float]]:
     valid &= np.all(sliding_window_view(alternating, LOCK_INTERVALS), axis=1)
     valid &= longest >= 2.5
     long_count = is_long.sum(axis=1)
-    bimodal = long_count < LOCK_INTERVALS
-    valid &= ~bimodal | (long_count == LOCK_INTERVALS)
     valid &= long_count >= 2
-    strength_windows = sliding_window_view(pulses.strengths[strong], LOCK_INTERVALS + 1)
-    score = strength_windows.mean(axis=1) + 0.5 * bimodal
     candidates = np.flatnonzero(valid)
+    if candidates.size == 0:
+        return
+    loudness = sliding_window_view(pulses.amplitudes[strong], LOCK_INTERVALS + 1).mean(axis=1)
+    candidates = candidates[loudness[candidates] >= 0.2 * loudness[candidates].max()]
+    strength = sliding_window_view(pulses.strengths[strong], LOCK_INTERVALS + 1).mean(axis=1)
+    score = strength + 0.5 * (long_count < LOCK_INTERVALS)
     order = candidates[np.argsort(-score[candidates], kind="stable")]
-    locks: list[tuple[float, int, float]] = []
-    for window in order[:64].tolist():
+    for window in order.tolist():
+        first, last = int(strong[window]), int(strong[window + LOCK_INTERVALS])
+        if any(low <= first <= high or low <= last <= high for low, high in claimed):
+            continue
         cell = float(np.mean(windows[window][is_long[window]]))
-        nearby = intervals[max(0, window - 32) : window + LOCK_INTERVALS + 32] / cell
-        doubled = int(np.count_nonzero((nearby > 1.6) & (nearby < 2.4)))
+        nearby_from = max(0, window - 32)
+        nearby = intervals[nearby_from : window + LOCK_INTERVALS + 32] / cell
+        is_double = (nearby > 1.6) & (nearby < 2.4)
+        doubled = int(np.count_nonzero(is_double))
         halved = int(np.count_nonzero((nearby > 0.4) & (nearby < 0.6)))
         if doubled > max(2, halved):
-            long_at = np.flatnonzero((nearby > 1.6) & (nearby < 2.4))[0] + max(0, window - 32)
-            locks.append((float(score[window]), int(strong[long_at]), float(intervals[long_at])))
-            continue
-        first_long = int(np.argmax(is_long[window]))
-        locks.append((float(score[window]), int(strong[window + first_long]), cell))
-    return locks
+            long_at = int(np.flatnonzero(is_double)[0]) + nearby_from
+            yield int(strong[long_at]), float(intervals[long_at])
+        else:
+            yield int(strong[window + int(np.argmax(is_long[window]))]), cell
 
 
 @dataclass
@@ -329,17 +336,15 @@ def recover_bursts(samples: NDArray[np.floating], rate: float) -> list[Burst]:
     reversed_times = [-value for value in reversed(times)]
     claimed: list[tuple[int, int]] = []
     bursts: list[Burst] = []
-    for _, lock_index, cell in _lock_windows(pulses):
-        if len(bursts) >= MAX_BURSTS:
+    for lock_index, cell in _lock_windows(pulses, claimed):
+        if len(claimed) >= MAX_BURSTS:
             break
-        if any(low <= lock_index <= high for low, high in claimed):
-            continue
         ahead = _track(times, signs, strengths, amplitudes, lock_index, cell)
         behind = _track(
             reversed_times, signs[::-1], strengths[::-1], amplitudes[::-1], count - 1 - lock_index, cell
         )
         first_index = count - 1 - behind.last_index
-        claimed.append((first_index, ahead.last_index))
+        claimed.append((first_index, max(ahead.last_index, lock_index)))
         bits = behind.bits[::-1] + ahead.bits
         confidence = behind.confidence[::-1] + ahead.confidence
         if len(bits) >= MIN_BURST_BITS and confidence.count(0.0) <= 0.25 * len(bits):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -282,9 +283,14 @@ def subscribe_queue(queue: Any, listener: Callable[[str, Any], None]) -> None:
     queue.subscribe(relay)
 
 
-async def capture(queue: Any, amount: int, currency: str, item: object, customer: str | None) -> Transaction:
-    """Capture ``item`` (a swipe, chip read, dongle payload or account holder) durably."""
-    result: Transaction = await queue.capture_async(amount, currency, item)
+async def capture(queue: Any, amount: int, currency: str, item: Any, customer: str | None) -> Transaction:
+    """Capture ``item`` (a swipe, chip read, dongle payload or account holder) durably for ``customer``."""
+    from posbridge.host.queue import CaptureRequest
+
+    request = CaptureRequest.build(amount, currency, item)
+    if customer is not None and request.customer is None:
+        request = dataclasses.replace(request, customer=customer)
+    result: Transaction = await asyncio.to_thread(queue.capture_request, request)
     return result
 
 
@@ -342,7 +348,8 @@ def queue_summary(queue: Any, config: Config, online: bool, limit: int) -> dict[
         counts["offline"] += counts["pending"]
         counts["pending"] = 0
     items = []
-    for transaction in queue.list(limit=limit) if limit else []:
+    latest = queue.list()[-limit:][::-1] if limit else []
+    for transaction in latest:
         items.append({
             "key": transaction.key, "amount": transaction.amount, "currency": transaction.currency,
             "card": transaction.card.masked_pan if transaction.card else None,

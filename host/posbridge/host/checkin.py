@@ -1,23 +1,29 @@
 """Who is at the counter: beacon proximity check-in (issue 6, "Build" 4).
 
-Per beacon *identity* (never per address: phones rotate theirs), :class:`CheckInTracker` keeps a
-time-based RSSI estimate, turns it into a distance calibrated by the beacon's advertised 1 m
-power (log-distance model, ``d = 10 ** ((P1m - RSSI) / (10 n))``), and moves the beacon between
-zones -- at the ``COUNTER``, in the ``SHOP``, ``GONE`` -- with hysteresis and a dwell time.
+Per beacon *identity* (never per address: phones rotate theirs), :class:`CheckInTracker` weighs
+each received packet as evidence about where the beacon is, calibrated by the beacon's advertised
+1 m power through the log-distance model ``RSSI = P1m - 10 n log10(d)``, and moves the beacon
+between zones -- at the ``COUNTER``, in the ``SHOP``, ``GONE`` -- with hysteresis, a dwell time
+and a timeout.
 
-The estimate is an exponentially time-weighted mean of RSSI in dB: each sample's weight decays as
-``exp(-age / time_constant_s)``, so lost packets and irregular advertising intervals change only
-how much evidence there is, not what it means. Deep fades are clipped (a sample counts as at most
-``fade_clip_db`` below the current estimate). Alongside the mean the tracker keeps its standard
-error, ``sigma_db * sqrt(sum w^2) / sum w``, and decides on confidence bounds: a beacon checks in
-when the *lower* bound of its RSSI is above the level of ``counter_enter_m`` for ``dwell_s``, and
-leaves the counter when the *upper* bound falls below the level of ``counter_exit_m`` for
-``dwell_s`` (or when unseen for ``gone_timeout_s``). A dense beacon decides within a second or
-two; a sparse, noisy one waits for enough packets instead of guessing.
+The decision is Page's CUSUM test (E. S. Page, "Continuous inspection schemes", Biometrika 1954)
+made robust and time-based. A packet at relative level ``r = RSSI - P1m`` adds evidence
+``clamp((r - level) / evidence_scale_db, -clip_low, clip_high)``, where ``level`` is the RSSI
+expected at ``counter_enter_m`` (for checking in) or ``counter_exit_m`` (for leaving, with the
+sign reversed: the two levels are the hysteresis). The sum never drops below zero, and decays
+with time constant ``memory_s``, so evidence is weighed by age rather than by packet count; lost
+packets and slow advertisers change only how fast evidence arrives, not what it means. Clipping
+bounds what one packet can do: a deep fade costs at most ``clip_low``, a lucky packet gives at
+most ``clip_high``, so a check-in needs several consistent packets. A beacon checks in when its
+evidence reaches ``check_in_evidence`` and has been building for ``dwell_s``; it leaves the
+counter when the evidence for "farther than ``counter_exit_m``" reaches ``check_out_evidence``,
+or when unseen for ``gone_timeout_s``. The distance reported with an event comes from an
+exponentially time-weighted mean of RSSI (time constant ``time_constant_s``, deep fades clipped).
 
 Privacy: only registered beacons (or every beacon with ``any_beacon=True``) are tracked; an
-unregistered advertisement leaves no trace. State is in memory, forgotten on timeout, and no RSSI
-history is written anywhere; only check-in and check-out transitions leave the tracker.
+unregistered advertisement leaves no trace. State is a few running sums in memory, forgotten on
+timeout; no RSSI history is kept or written anywhere; only check-in and check-out transitions
+leave the tracker.
 """
 
 from __future__ import annotations
@@ -43,50 +49,52 @@ _EXPIRY_CHECK_S = 0.5
 class CheckInSettings:
     """Tuning of :class:`CheckInTracker` (distances in metres, times in seconds, levels in dB)."""
 
-    counter_enter_m: float = 1.5
-    counter_exit_m: float = 2.5
+    counter_enter_m: float = 1.6
+    counter_exit_m: float = 2.2
+    evidence_scale_db: float = 3.0
+    clip_low: float = 2.0
+    clip_high: float = 3.0
+    check_in_evidence: float = 5.0
+    check_out_evidence: float = 6.0
+    memory_s: float = 10.0
+    max_gap_s: float = 1.5
     dwell_s: float = 0.5
+    min_packets: int = 3
     gone_timeout_s: float = 12.0
     time_constant_s: float = 2.5
     path_loss_exponent: float = 2.0
-    confidence_z: float = 1.0
-    sigma_db: float = 5.0
     fade_clip_db: float = 10.0
 
     def __post_init__(self) -> None:
         if not 0 < self.counter_enter_m < self.counter_exit_m:
             raise ValueError("need 0 < counter_enter_m < counter_exit_m")
-        if min(self.gone_timeout_s, self.time_constant_s, self.path_loss_exponent, self.sigma_db) <= 0:
-            raise ValueError("timeouts, time constant, path-loss exponent and sigma must be positive")
+        positive = (self.evidence_scale_db, self.clip_low, self.clip_high, self.check_in_evidence,
+                    self.check_out_evidence, self.memory_s, self.gone_timeout_s, self.time_constant_s,
+                    self.path_loss_exponent)  # fmt: skip
+        if min(positive) <= 0:
+            raise ValueError(
+                "scales, clips, evidence thresholds, times and the path-loss exponent must be positive"
+            )
 
 
 class _Track:
-    """In-memory state of one registered beacon (no history: three running sums)."""
+    """In-memory state of one registered beacon: running sums, no history."""
 
     __slots__ = (
-        "beacon",
-        "candidate",
-        "candidate_since",
-        "customer",
-        "last_t",
-        "power_1m",
-        "q",
-        "s0",
-        "s1",
-        "zone",
-    )
+        "beacon", "customer", "evidence", "evidence_since", "last_t", "packets", "power_1m", "s0", "s1", "zone",
+    )  # fmt: skip
 
     def __init__(self, beacon: BeaconId, customer: str | None, t: float) -> None:
         self.beacon = beacon
         self.customer = customer
         self.zone = Zone.SHOP
-        self.candidate: Zone | None = None
-        self.candidate_since = t
+        self.evidence = 0.0
+        self.evidence_since = t
+        self.packets = 0
         self.last_t = t
         self.power_1m = -59
         self.s0 = 0.0
         self.s1 = 0.0
-        self.q = 0.0
 
 
 class CheckInTracker:
@@ -112,8 +120,8 @@ class CheckInTracker:
         self._tracks: dict[BeaconId, _Track] = {}
         self._next_expiry = -math.inf
         s = self.settings
-        self._enter_db = 10 * s.path_loss_exponent * math.log10(s.counter_enter_m)
-        self._exit_db = 10 * s.path_loss_exponent * math.log10(s.counter_exit_m)
+        self._enter_level = -10 * s.path_loss_exponent * math.log10(s.counter_enter_m)
+        self._exit_level = -10 * s.path_loss_exponent * math.log10(s.counter_exit_m)
 
     def zones(self) -> dict[BeaconId, Zone]:
         """The current zone of every beacon being tracked."""
@@ -154,34 +162,36 @@ class CheckInTracker:
     def _update(self, track: _Track, t: float, rssi: float, power_1m: int) -> PresenceEvent | None:
         s = self.settings
         track.power_1m = power_1m
-        if track.s0 > 0:
-            decay = math.exp(-max(t - track.last_t, 0.0) / s.time_constant_s)
-            floor = track.s1 / track.s0 - s.fade_clip_db
-            if rssi < floor:
-                rssi = floor
-            track.s0 = decay * track.s0 + 1
-            track.s1 = decay * track.s1 + rssi
-            track.q = decay * decay * track.q + 1
-        else:
-            track.s0, track.s1, track.q = 1.0, float(rssi), 1.0
+        elapsed = max(t - track.last_t, 0.0)
         track.last_t = t
-        mean = track.s1 / track.s0
-        margin = s.confidence_z * s.sigma_db * math.sqrt(track.q) / track.s0
-        if track.zone is Zone.COUNTER:
-            target = Zone.SHOP if mean + margin < power_1m - self._exit_db else Zone.COUNTER
+        if track.s0 > 0:
+            decay = math.exp(-elapsed / s.time_constant_s)
+            floor = track.s1 / track.s0 - s.fade_clip_db
+            track.s0 = decay * track.s0 + 1
+            track.s1 = decay * track.s1 + max(rssi, floor)
         else:
-            target = Zone.COUNTER if mean - margin >= power_1m - self._enter_db else Zone.SHOP
-        if target is track.zone:
-            track.candidate = None
+            track.s0, track.s1 = 1.0, float(rssi)
+        relative = rssi - power_1m
+        if track.zone is Zone.COUNTER:
+            step = (self._exit_level - relative) / s.evidence_scale_db
+            threshold = s.check_out_evidence
+        else:
+            step = (relative - self._enter_level) / s.evidence_scale_db
+            threshold = s.check_in_evidence
+        step = min(max(step, -s.clip_low), s.clip_high) * min(elapsed, s.max_gap_s)
+        previous = track.evidence * math.exp(-elapsed / s.memory_s)
+        track.evidence = max(previous + step, 0.0)
+        if previous == 0.0:
+            track.evidence_since, track.packets = t, 0
+        track.packets += 1
+        if track.evidence < threshold or t - track.evidence_since < s.dwell_s or track.packets < s.min_packets:
             return None
-        if track.candidate is not target:
-            track.candidate, track.candidate_since = target, t
-            return None
-        if t - track.candidate_since < s.dwell_s:
-            return None
-        track.zone, track.candidate = target, None
-        kind = CheckIn if target is Zone.COUNTER else CheckOut
-        return kind(t, track.beacon, track.customer, target, self._distance(track))
+        track.evidence, track.evidence_since, track.packets = 0.0, t, 0
+        if track.zone is Zone.COUNTER:
+            track.zone = Zone.SHOP
+            return CheckOut(t, track.beacon, track.customer, Zone.SHOP, self._distance(track))
+        track.zone = Zone.COUNTER
+        return CheckIn(t, track.beacon, track.customer, Zone.COUNTER, self._distance(track))
 
     def expire(self, now: float) -> list[PresenceEvent]:
         """Forget beacons unseen for ``gone_timeout_s``; check out those that were at the counter.

@@ -244,6 +244,7 @@ class Lane:
             return
         self._started = False
         self._stopping.set()
+        self.watch_state.close()
         if self._input_tasks:
             await asyncio.wait(self._input_tasks, timeout=5.0)
         for task in self._input_tasks:
@@ -259,7 +260,6 @@ class Lane:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._forwarder_task, timeout=10.0)
         parts.close_queue(self._queue)
-        self.watch_state.close()
         self.line(f"lane {self.config.lane.id} stopped")
 
     async def run_until(self, stop: asyncio.Event) -> None:
@@ -491,13 +491,11 @@ class Lane:
     async def watch(self) -> AsyncIterator[dict[str, Any]]:
         """Snapshots: the current one, then one per change (at most every 50 ms) until the lane stops."""
         seen = -1
-        while True:
+        while not self.watch_state.closed:
             version = self.watch_state.version
             if version != seen:
                 seen = version
                 yield self.snapshot()
-            if self.watch_state.closed:
-                return
             await asyncio.sleep(0.05)
             await self.watch_state.wait(seen, timeout=1.0)
 
@@ -549,4 +547,3 @@ async def run_lane(config: Config, stop: asyncio.Event, **lane_options: Any) -> 
         if runner is not None:
             await runner.cleanup()
     return lane
-

@@ -199,10 +199,10 @@ class DemoShop:
         """Stop the console, the lane and the simulator."""
         if self._auto_task is not None:
             self._auto_task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
         if self.lane is not None:
             await self.lane.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
         if self.sim is not None:
             await self.sim.stop()
 

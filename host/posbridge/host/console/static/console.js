@@ -5,6 +5,7 @@
 const $ = (id) => document.getElementById(id);
 let state = null;
 let attached = null;  // customer id picked to attach to the next sale
+const SHOW_REASON = new Set(["declined", "refused", "failed"]);
 
 function exponent() { return state && state.lane ? state.lane.exponent : 2; }
 
@@ -107,8 +108,8 @@ function renderQueue() {
     list.append(el("li", {"data-key": txn.key},
       el("span", {}, txn.card || txn.source, el("span", {class: "state " + txn.state}, txn.state)),
       el("span", {class: "amt"}, money(txn.amount, txn.currency)),
-      el("span", {class: "meta"}, [txn.customer_name, txn.reason, new Date(txn.updated_at * 1000).toLocaleTimeString()]
-        .filter(Boolean).join(" · "))));
+      el("span", {class: "meta"}, [txn.customer_name, SHOW_REASON.has(txn.state) ? txn.reason : null,
+        new Date(txn.updated_at * 1000).toLocaleTimeString()].filter(Boolean).join(" · "))));
   }
   const banner = $("offline-banner");
   banner.hidden = !queue.offline;
