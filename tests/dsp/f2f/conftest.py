@@ -15,7 +15,8 @@ METROCARD_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "metrocard
 def read_wav_int16(path: Path) -> tuple[NDArray[np.int16], int]:
     """A 16-bit PCM mono WAV as int16 samples and its rate (test-only reader: `wave` + NumPy)."""
     with wave.open(str(path), "rb") as handle:
-        assert handle.getsampwidth() == 2 and handle.getnchannels() == 1
+        assert handle.getsampwidth() == 2
+        assert handle.getnchannels() == 1
         frames = handle.readframes(handle.getnframes())
         return np.frombuffer(frames, dtype="<i2").copy(), handle.getframerate()
 

@@ -108,7 +108,7 @@ def test_recover_bits_returns_the_recorded_bits(np_rng: np.random.Generator) -> 
 )
 def test_bad_or_empty_input_gives_no_track(samples: np.ndarray) -> None:
     assert decode_segment(samples, 48_000) == ()
-    assert recover_bits(samples, 48_000) == [] or all(len(bits) >= 16 for bits in recover_bits(samples, 48_000))
+    assert all(len(bits) >= 16 for bits in recover_bits(samples, 48_000))
 
 
 @pytest.mark.parametrize("rate", [0, -1, float("nan"), float("inf"), 10, 1e9])
