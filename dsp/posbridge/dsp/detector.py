@@ -262,7 +262,8 @@ class SwipeDetector:
 
     def _has_f2f(self, segment: NDArray[np.float32]) -> bool:
         """True when some channel of an undecoded segment holds a clock-locked F2F burst."""
-        return any(recover_bursts(np.ascontiguousarray(segment[:, c]), self.rate) for c in range(self.channels))
+        channels = (np.ascontiguousarray(segment[:, channel]) for channel in range(self.channels))
+        return any(recover_bursts(samples, self.rate) for samples in channels)
 
     def _close(self, end_sample: int, active_end_sample: int) -> Swipe | None:
         assert self._open_frame is not None

@@ -34,12 +34,16 @@ import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from posbridge.protocols.errors import AudioFormatError, ParseError, TrackError
 from posbridge.protocols.magstripe import CHARACTER_SETS, decode_track_bits
 from posbridge.protocols.types import Direction, Track, TrackFormat
+
+Samples = NDArray[np.number[Any]]
+"""One channel of audio: shape (n,), any float or integer dtype (scale does not matter)."""
 
 MIN_RATE = 1000.0
 MAX_RATE = 400_000.0
@@ -74,7 +78,7 @@ class Burst:
     end: float
 
 
-def _check_input(samples: NDArray[np.floating] | NDArray[np.integer], rate: float) -> NDArray[np.float64]:
+def _check_input(samples: Samples, rate: float) -> NDArray[np.float64]:
     if not (math.isfinite(rate) and MIN_RATE <= rate <= MAX_RATE):
         raise AudioFormatError(f"sample rate must be {MIN_RATE:g}-{MAX_RATE:g} Hz, got {rate}", rate=rate)
     data = np.asarray(samples, dtype=np.float64)
@@ -130,7 +134,7 @@ def _band_filter(log_cell_step: int) -> NDArray[np.float64]:
     return np.asarray(sos, dtype=np.float64)
 
 
-def find_pulses(samples: NDArray[np.floating], rate: float) -> Pulses | None:
+def find_pulses(samples: Samples, rate: float) -> Pulses | None:
     """Candidate pulses of one channel (see module docstring, steps 1-2); None if nothing to find."""
     from scipy.ndimage import maximum_filter1d
     from scipy.signal import resample_poly, sosfiltfilt
@@ -319,7 +323,7 @@ def _track(
 MAX_BURSTS = 8
 
 
-def recover_bursts(samples: NDArray[np.floating], rate: float) -> list[Burst]:
+def recover_bursts(samples: Samples, rate: float) -> list[Burst]:
     """Every clock-locked burst of one channel, in time order, with per-bit confidence.
 
     Each burst is tracked forward and backward from its best lock, so the weak start of a swipe
@@ -353,7 +357,7 @@ def recover_bursts(samples: NDArray[np.floating], rate: float) -> list[Burst]:
     return bursts
 
 
-def recover_bits(samples: NDArray[np.floating], rate: float) -> list[list[int]]:
+def recover_bits(samples: Samples, rate: float) -> list[list[int]]:
     """Raw F2F bits of each burst in one channel's samples, in time order (for non-ISO cards).
 
     ``samples`` has shape (n,), any float or int dtype; ``rate`` in Hz.
@@ -431,7 +435,7 @@ def _validated(bits: Sequence[int], *, allow_reverse: bool) -> Track:
     return track
 
 
-def decode_segment(samples: NDArray[np.floating], rate: float) -> tuple[Track, ...]:
+def decode_segment(samples: Samples, rate: float) -> tuple[Track, ...]:
     """Validated tracks in one channel of one swipe segment.
 
     ``samples``: shape (n,), any float or integer dtype (scale does not matter); ``rate`` in Hz
