@@ -80,9 +80,8 @@ class CheckInSettings:
 class _Track:
     """In-memory state of one registered beacon: running sums, no history."""
 
-    __slots__ = (
-        "beacon", "customer", "evidence", "evidence_since", "last_t", "packets", "power_1m", "s0", "s1", "zone",
-    )  # fmt: skip
+    __slots__ = ("beacon", "customer", "evidence", "evidence_since", "last_t", "packets", "power_1m")
+    __slots__ += ("s0", "s1", "zone")
 
     def __init__(self, beacon: BeaconId, customer: str | None, t: float) -> None:
         self.beacon = beacon
@@ -166,9 +165,10 @@ class CheckInTracker:
         track.last_t = t
         if track.s0 > 0:
             decay = math.exp(-elapsed / s.time_constant_s)
-            floor = track.s1 / track.s0 - s.fade_clip_db
+            mean = track.s1 / track.s0
+            clipped = max(rssi, mean - s.fade_clip_db)
             track.s0 = decay * track.s0 + 1
-            track.s1 = decay * track.s1 + max(rssi, floor)
+            track.s1 = decay * track.s1 + clipped
         else:
             track.s0, track.s1 = 1.0, float(rssi)
         relative = rssi - power_1m
@@ -184,7 +184,11 @@ class CheckInTracker:
         if previous == 0.0:
             track.evidence_since, track.packets = t, 0
         track.packets += 1
-        if track.evidence < threshold or t - track.evidence_since < s.dwell_s or track.packets < s.min_packets:
+        if (
+            track.evidence < threshold
+            or t - track.evidence_since < s.dwell_s
+            or track.packets < s.min_packets
+        ):
             return None
         track.evidence, track.evidence_since, track.packets = 0.0, t, 0
         if track.zone is Zone.COUNTER:
