@@ -119,7 +119,7 @@ def test_listen_link_without_the_link_listener_is_a_usage_error(capsys: pytest.C
 
 def test_listen_shows_a_level_meter_only_on_a_terminal(posbridge: Runner) -> None:
     url = "virtual://?swipes=1&seed=4&realtime=1"
-    piped = posbridge("listen", "--audio", url)
+    piped = posbridge("listen", "--audio", url.replace("&realtime=1", ""))
     assert "dBFS" not in piped.stdout
     controller, terminal = pty.openpty()
     command = [str(POSBRIDGE)] if POSBRIDGE.exists() else [sys.executable, "-m", "posbridge.host"]

@@ -9,8 +9,8 @@ be decoded is in :attr:`VirtualAudioSource.expected`. ``realtime=1`` paces block
 Options: ``swipes`` (count), ``at`` (start times, s), ``seed``, ``rate`` (Hz, default 48000),
 ``channels`` (1, or 2: Track 1 left, Track 2 right), ``gap`` (s between swipes),
 ``duration`` (s; default: last swipe + 1 s, or 10 s without swipes), ``block`` (frames, default
-10 ms), ``noise`` (hiss RMS, default 0.001), ``realtime``, and the synthesizer's ``speed`` (cm/s)
-and ``snr`` (dB).
+10 ms), ``noise`` (RMS of the steady hiss, default 0.001), ``realtime``, the synthesizer's ``speed``
+(cm/s), and ``snr`` (dB: each swipe scaled to that signal-to-hiss ratio; default: peak 0.5).
 """
 
 from __future__ import annotations
@@ -46,30 +46,36 @@ class ExpectedSwipe:
     card: Card = field(repr=False)
 
 
-@dataclass(frozen=True)
-class SynthSettings:
-    """Per-swipe synthesizer settings taken from the URL (``None`` keeps the synthesizer's default)."""
-
-    speed_cm_s: float | None = None
-    snr_db: float | None = None
-
-
 def synthesize_card_swipe(
-    rng: np.random.Generator, rate: int, channels: int = 1, settings: SynthSettings = SynthSettings()
+    rng: np.random.Generator, rate: int, channels: int = 1, speed_cm_s: float | None = None
 ) -> tuple[NDArray[np.float32], tuple[Track, ...], Card]:
-    """One swipe of a fresh test card: ``(samples float32 (n, channels), recorded tracks, card)``."""
+    """One noiseless swipe of a fresh test card: ``(samples float32 (n, channels), tracks, card)``.
+
+    The synthesizer's own noise is off: the source adds one steady hiss to the whole stream, as a
+    sound card does, so the noise floor does not jump when a swipe starts or ends.
+    """
     from posbridge.dsp.synth import SwipeParams, synthesize_swipe, test_card_tracks
 
     card, specs = test_card_tracks(rng)
-    params = SwipeParams(rate=float(rate), channels=channels)
-    if settings.speed_cm_s is not None:
-        params = replace(params, speed_cm_s=settings.speed_cm_s)
-    if settings.snr_db is not None:
-        params = replace(params, snr_db=settings.snr_db)
+    params = SwipeParams(rate=float(rate), channels=channels, snr_db=None)
+    if speed_cm_s is not None:
+        params = replace(params, speed_cm_s=speed_cm_s)
     samples = np.asarray(synthesize_swipe(specs, params, rng), dtype=np.float32).reshape(-1, channels)
     recorded = specs[:1] if channels == 1 else [specs[0], specs[1] if len(specs) > 1 else specs[0]]
     tracks = tuple(Track(1 if fmt is TrackFormat.ALPHA else 2, fmt, text) for text, fmt in recorded)
     return samples, tracks, card
+
+
+def scale_to_snr(clip: NDArray[np.float32], noise_rms: float, snr_db: float) -> NDArray[np.float32]:
+    """``clip`` scaled so its power over the swipe (where it exceeds 1 % of its peak) is ``snr_db``
+    above ``noise_rms`` squared."""
+    active = np.abs(clip) > 0.01 * float(np.max(np.abs(clip)))
+    power = float(np.mean(clip[active] ** 2)) if active.any() else 0.0
+    if power <= 0.0:
+        return clip
+    gain = np.sqrt(noise_rms**2 * 10 ** (snr_db / 10) / power)
+    scaled: NDArray[np.float32] = np.clip(clip * np.float32(gain), -1.0, 1.0).astype(np.float32)
+    return scaled
 
 
 @register_backend("virtual")
@@ -90,7 +96,8 @@ class VirtualAudioSource(AudioSource):
         block_frames: int | None = None,
         noise_rms: float = 0.001,
         realtime: bool = False,
-        settings: SynthSettings = SynthSettings(),
+        speed_cm_s: float | None = None,
+        snr_db: float | None = None,
     ) -> None:
         check_stream_settings(rate, channels)
         super().__init__(url, rate, channels)
@@ -105,9 +112,9 @@ class VirtualAudioSource(AudioSource):
         made: list[tuple[tuple[Track, ...], Card]] = []
         for index in range(count):
             samples, tracks, card = synthesize_card_swipe(
-                np.random.default_rng([seed, 100 + index]), rate, channels, settings
+                np.random.default_rng([seed, 100 + index]), rate, channels, speed_cm_s
             )
-            clips.append(samples)
+            clips.append(samples if snr_db is None else scale_to_snr(samples, noise_rms, snr_db))
             made.append((tracks, card))
         lengths = [clip.shape[0] / rate for clip in clips]
         starts = self._place(lengths, at, gap_s, duration_s, np.random.default_rng([seed, 1]))
@@ -168,9 +175,8 @@ class VirtualAudioSource(AudioSource):
         block_frames = options.integer("block", 0) or None
         noise_rms = options.number("noise", 0.001) or 0.0
         realtime = options.flag("realtime")
-        settings = SynthSettings(
-            options.number("speed", None, minimum=1.0), options.number("snr", None, minimum=-100.0)
-        )
+        speed_cm_s = options.number("speed", None, minimum=1.0)
+        snr_db = options.number("snr", None, minimum=-100.0)
         options.finish()
         if target:
             raise UsageError("virtual:// takes no path; write virtual://?swipes=3&seed=1", url=url)
@@ -186,7 +192,8 @@ class VirtualAudioSource(AudioSource):
             block_frames=block_frames,
             noise_rms=noise_rms,
             realtime=realtime,
-            settings=settings,
+            speed_cm_s=speed_cm_s,
+            snr_db=snr_db,
         )
 
     def _hiss(self, frames: int) -> NDArray[np.float32]:
