@@ -77,6 +77,8 @@ class JetStreamQueue(TransactionQueue):
     """A lane's queue in a fleet: the SQLite outbox plus a JetStream publisher.
 
     Call :meth:`connect` (or use ``async with``) before :meth:`publish_pending` / :meth:`run`.
+    Rows published ``republish_after_s`` ago and still unanswered are published again with the
+    same id: a duplicate for the server unless it lost them (no ``sync_interval: always``).
     """
 
     def __init__(
@@ -86,9 +88,11 @@ class JetStreamQueue(TransactionQueue):
         server: str,
         stream: str = "POSBRIDGE",
         subject: str = "posbridge.tx",
+        republish_after_s: float = 300.0,
         **options: Any,
     ) -> None:
         super().__init__(path, **options)
+        self.republish_after_s = republish_after_s
         self.server = server
         self.stream = stream
         self.subject = subject
@@ -128,7 +132,7 @@ class JetStreamQueue(TransactionQueue):
     async def publish_pending(self, batch: int = 512, timeout_s: float = 2.0) -> int:
         """Publish up to ``batch`` unpublished rows; mark those the server acknowledged. Returns how many."""
         await self.connect()
-        pending = self.unpublished(batch)
+        pending = self.unpublished(batch, self.republish_after_s)
         if not pending:
             return 0
         subject = f"{self.subject}.{self.lane}"
@@ -160,7 +164,7 @@ class JetStreamQueue(TransactionQueue):
         )
         try:
             messages = await subscription.fetch(batch, timeout=timeout_s)
-        except NatsTimeout:
+        except (NatsTimeout, TimeoutError):
             return 0
         answers = []
         for message in messages:
@@ -303,7 +307,7 @@ class JetStreamForwarder:
         await self.connect()
         try:
             messages = await self._subscription.fetch(batch, timeout=timeout_s)
-        except NatsTimeout:
+        except (NatsTimeout, TimeoutError):
             return []
         gate = asyncio.Semaphore(self.concurrency)
         results = await asyncio.gather(*(self._forward(message, gate) for message in messages))

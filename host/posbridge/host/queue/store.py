@@ -898,14 +898,21 @@ class TransactionQueue:
 
     # ------------------------------------------------------------------ fleet outbox
 
-    def unpublished(self, limit: int = 256) -> builtins.list[tuple[str, bytes]]:
-        """Pending rows not yet acknowledged by JetStream, as ``(key, message)`` (card data still sealed)."""
+    def unpublished(
+        self, limit: int = 256, republish_after_s: float | None = None
+    ) -> builtins.list[tuple[str, bytes]]:
+        """Pending rows not yet acknowledged by JetStream, as ``(key, message)`` (card data still sealed).
+
+        With ``republish_after_s``, rows published that long ago and still unanswered come again
+        (the server drops them as duplicates unless it lost them, e.g. a crash before its fsync).
+        """
+        published_before = -1.0 if republish_after_s is None else self.clock() - republish_after_s
         with self._lock:
             rows = self._db.execute(
                 "SELECT key, amount, currency, lane, source, created_at, masked, customer, nonce, sealed,"
                 " wrapped_key, dukpt_ksn, dukpt_ciphertext, dukpt_scheme FROM transactions"
-                " WHERE published_at IS NULL AND state IN (?, ?) ORDER BY seq LIMIT ?",
-                (State.CAPTURED.value, State.FORWARDING.value, limit),
+                " WHERE (published_at IS NULL OR published_at<?) AND state IN (?, ?) ORDER BY seq LIMIT ?",
+                (published_before, State.CAPTURED.value, State.FORWARDING.value, limit),
             ).fetchall()
         messages = []
         for row in rows:
