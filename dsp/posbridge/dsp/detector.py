@@ -99,6 +99,7 @@ class SwipeDetector:
         self._pending_energy = np.zeros((0, channels))  # high-passed samples of an unfinished frame
         self._recent_energy = np.zeros((0, channels))  # last frames' energies, for smoothing
         self._idle_levels = np.zeros((0, channels))  # smoothed levels of recent idle frames
+        self._level_history = np.zeros((0, channels))  # smoothed levels of the most recent frames
         self._audio = np.zeros((0, channels), dtype=np.float32)  # ring / swipe buffer
         self._audio_start = 0  # sample index of _audio[0]
         self._samples_seen = 0
@@ -200,6 +201,8 @@ class SwipeDetector:
 
     def _frames(self, energies: NDArray[np.float64]) -> list[Swipe]:
         levels = self._smoothed(energies)
+        history_before = self._level_history
+        self._level_history = np.concatenate((history_before, levels))[-self._floor_frames :]
         swipes: list[Swipe] = []
         index = 0
         count = levels.shape[0]
@@ -224,26 +227,29 @@ class SwipeDetector:
                 else:
                     self._trim_idle_audio()
             else:
-                level = levels[index]
-                frame = self._frames_seen
-                self._frames_seen += 1
-                index += 1
-                if np.any(level > self._floor_at_open * self._close_ratio):
-                    self._last_active_frame = frame
-                    self._quiet_frames = 0
-                else:
-                    self._quiet_frames += 1
-                too_long = frame - self._open_frame >= self._max_frames
-                if self._quiet_frames >= self._hangover or too_long:
-                    active_end = (self._last_active_frame + 1) * self._frame
-                    end_sample = min(active_end + self._post_roll, self._samples_seen)
-                    if too_long:
-                        end_sample = (frame + 1) * self._frame
-                    swipe = self._close(end_sample, (self._last_active_frame + 1) * self._frame)
-                    if too_long:
-                        self._idle_levels = levels[max(0, index - self._floor_frames) : index]
-                    if swipe is not None:
-                        swipes.append(swipe)
+                threshold = self._floor_at_open * self._close_ratio
+                active = np.any(levels[index:] > threshold, axis=1).tolist()
+                for is_active in active:
+                    frame = self._frames_seen
+                    self._frames_seen += 1
+                    index += 1
+                    if is_active:
+                        self._last_active_frame = frame
+                        self._quiet_frames = 0
+                    else:
+                        self._quiet_frames += 1
+                    too_long = frame - self._open_frame >= self._max_frames
+                    if self._quiet_frames >= self._hangover or too_long:
+                        active_end = (self._last_active_frame + 1) * self._frame
+                        end_sample = min(active_end + self._post_roll, self._samples_seen)
+                        if too_long:
+                            end_sample = (frame + 1) * self._frame
+                            recent = np.concatenate((history_before, levels[:index]))
+                            self._idle_levels = recent[-self._floor_frames :]
+                        swipe = self._close(end_sample, active_end)
+                        if swipe is not None:
+                            swipes.append(swipe)
+                        break
         return swipes
 
     def _remember_idle(self, levels: NDArray[np.float64]) -> None:

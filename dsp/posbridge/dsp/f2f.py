@@ -89,16 +89,23 @@ def _check_input(samples: Samples, rate: float) -> NDArray[np.float64]:
     return data
 
 
+@functools.lru_cache(maxsize=16)
+def _hann(n: int) -> NDArray[np.float64]:
+    return np.hanning(n)
+
+
 def estimate_cell_samples(data: NDArray[np.float64], rate: float) -> float | None:
     """Typical bit-cell length in samples from the spectrum's peak (None: nothing F2F-like)."""
     n = data.size
     if n < 64:
         return None
-    from scipy.ndimage import median_filter
+    from scipy.fft import next_fast_len, rfft
+    from scipy.ndimage import minimum_filter1d
 
-    spectrum = np.abs(np.fft.rfft((data - data.mean()) * np.hanning(n))) ** 2
-    spectrum = np.minimum(spectrum, 4.0 * median_filter(spectrum, size=15, mode="nearest"))
-    freqs = np.fft.rfftfreq(n, 1.0 / rate)
+    size = next_fast_len(n, real=True)
+    spectrum = np.abs(rfft((data - data.mean()) * _hann(n), size)) ** 2
+    spectrum = minimum_filter1d(spectrum, size=7, mode="nearest")
+    freqs = np.fft.rfftfreq(size, 1.0 / rate)
     low = 80.0
     high = rate / 2
     if high <= low * 1.5:
@@ -220,9 +227,16 @@ def _lock_windows(pulses: Pulses, claimed: list[tuple[int, int]]) -> Iterator[tu
     strength = sliding_window_view(pulses.strengths[strong], LOCK_INTERVALS + 1).mean(axis=1)
     score = strength + 0.5 * (long_count < LOCK_INTERVALS)
     order = candidates[np.argsort(-score[candidates], kind="stable")]
-    for window in order.tolist():
-        first, last = int(strong[window]), int(strong[window + LOCK_INTERVALS])
-        if any(low <= first <= high or low <= last <= high for low, high in claimed):
+    taken = np.zeros(pulses.times.size, dtype=bool)
+    marked = 0
+    firsts = strong[order].tolist()
+    lasts = strong[order + LOCK_INTERVALS].tolist()
+    for window, first, last in zip(order.tolist(), firsts, lasts, strict=True):
+        while marked < len(claimed):
+            low, high = claimed[marked]
+            taken[low : high + 1] = True
+            marked += 1
+        if taken[first] or taken[last]:
             continue
         cell = float(np.mean(windows[window][is_long[window]]))
         nearby_from = max(0, window - 32)

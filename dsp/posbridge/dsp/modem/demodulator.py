@@ -117,7 +117,9 @@ class _AsyncReceiver:
 
 class _BurstReceiver:
     block_symbols = 64
-    window = 128
+    window = 256
+    lookahead = 128
+    detect_ratio = 0.38
 
     def __init__(self, profile: ModemProfile, rate: int, stats: DemodulatorStats):
         self.profile = profile
@@ -173,8 +175,7 @@ class _BurstReceiver:
     def _search(self) -> bool:
         base, window = self._base, self.window
         end = base + self._power.size
-        analysis = 2 * window
-        last = end - analysis - 4 * self.symbol
+        last = end - self.lookahead - 4 * self.symbol
         first = max(self._position, base + window)
         if last <= first:
             return False
@@ -189,18 +190,17 @@ class _BurstReceiver:
         level = levels[window:] - levels[:-window]
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(level > 0, fundamental / level, 0.0)
-        hits = np.flatnonzero(ratio >= 0.3)
+        hits = np.flatnonzero(ratio >= self.detect_ratio)
         if hits.size == 0:
             self._position = last
             return False
         detected = first + int(hits[0])
-        self._lock(detected)
+        self._lock(detected + self.lookahead - self.window + 1)
         self._position = detected + 1
         return True
 
-    def _lock(self, detected: int) -> None:
-        half = self.window
-        start = detected
+    def _lock(self, start: int) -> None:
+        half = self.window // 2
         index = np.arange(start, start + 2 * half)
         dotting = self._energies[0, start - self._base : start - self._base + 2 * half]
         dotting = dotting - self._energies[3, start - self._base : start - self._base + 2 * half]
