@@ -6,19 +6,20 @@ each received packet as evidence about where the beacon is, calibrated by the be
 between zones -- at the ``COUNTER``, in the ``SHOP``, ``GONE`` -- with hysteresis, a dwell time
 and a timeout.
 
-The decision is Page's CUSUM test (E. S. Page, "Continuous inspection schemes", Biometrika 1954)
+The decision is Page's CUSUM test (E. S. Page, "Continuous inspection schemes", Biometrika 1954),
 made robust and time-based. A packet at relative level ``r = RSSI - P1m`` adds evidence
-``clamp((r - level) / evidence_scale_db, -clip_low, clip_high)``, where ``level`` is the RSSI
-expected at ``counter_enter_m`` (for checking in) or ``counter_exit_m`` (for leaving, with the
-sign reversed: the two levels are the hysteresis). The sum never drops below zero, and decays
-with time constant ``memory_s``, so evidence is weighed by age rather than by packet count; lost
-packets and slow advertisers change only how fast evidence arrives, not what it means. Clipping
-bounds what one packet can do: a deep fade costs at most ``clip_low``, a lucky packet gives at
-most ``clip_high``, so a check-in needs several consistent packets. A beacon checks in when its
-evidence reaches ``check_in_evidence`` and has been building for ``dwell_s``; it leaves the
-counter when the evidence for "farther than ``counter_exit_m``" reaches ``check_out_evidence``,
-or when unseen for ``gone_timeout_s``. The distance reported with an event comes from an
-exponentially time-weighted mean of RSSI (time constant ``time_constant_s``, deep fades clipped).
+``clamp((r - level) / evidence_scale_db, -clip_low, clip_high) * min(gap, max_gap_s)``, where
+``gap`` is the time since the beacon's previous packet and ``level`` is the RSSI expected at
+``counter_enter_m`` (for checking in) or, with the sign reversed, at ``counter_exit_m`` (for
+leaving): the two levels are the hysteresis. Evidence is thus counted per second observed, not
+per packet, so a fast advertiser is not trusted more than a slow one for the same span of time,
+and a burst of faded packets weighs no more than the fade lasted. The sum never drops below zero
+and decays with time constant ``memory_s``. Clipping bounds what one packet can do (a deep fade,
+a lucky reflection). A beacon checks in when its evidence reaches ``check_in_evidence`` from at
+least ``min_packets`` packets over at least ``dwell_s``; it leaves the counter when the evidence
+for "farther than ``counter_exit_m``" reaches ``check_out_evidence``, or when it is unseen for
+``gone_timeout_s``. The distance reported with an event comes from an exponentially time-weighted
+mean of RSSI (time constant ``time_constant_s``, deep fades clipped at ``fade_clip_db``).
 
 Privacy: only registered beacons (or every beacon with ``any_beacon=True``) are tracked; an
 unregistered advertisement leaves no trace. State is a few running sums in memory, forgotten on
@@ -50,16 +51,16 @@ class CheckInSettings:
     """Tuning of :class:`CheckInTracker` (distances in metres, times in seconds, levels in dB)."""
 
     counter_enter_m: float = 1.6
-    counter_exit_m: float = 2.2
+    counter_exit_m: float = 3.0
     evidence_scale_db: float = 3.0
-    clip_low: float = 2.0
+    clip_low: float = 3.0
     clip_high: float = 3.0
-    check_in_evidence: float = 5.0
-    check_out_evidence: float = 6.0
+    check_in_evidence: float = 4.0
+    check_out_evidence: float = 10.0
     memory_s: float = 10.0
     max_gap_s: float = 1.5
     dwell_s: float = 0.5
-    min_packets: int = 3
+    min_packets: int = 2
     gone_timeout_s: float = 12.0
     time_constant_s: float = 2.5
     path_loss_exponent: float = 2.0
@@ -80,8 +81,18 @@ class CheckInSettings:
 class _Track:
     """In-memory state of one registered beacon: running sums, no history."""
 
-    __slots__ = ("beacon", "customer", "evidence", "evidence_since", "last_t", "packets", "power_1m")
-    __slots__ += ("s0", "s1", "zone")
+    __slots__ = (
+        "beacon",
+        "customer",
+        "evidence",
+        "evidence_since",
+        "last_t",
+        "packets",
+        "power_1m",
+        "s0",
+        "s1",
+        "zone",
+    )
 
     def __init__(self, beacon: BeaconId, customer: str | None, t: float) -> None:
         self.beacon = beacon
