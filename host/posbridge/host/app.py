@@ -57,60 +57,92 @@ class AtCounter:
 
 
 class AudioReaderInput:
-    """An audio-jack magstripe reader: ``open_source()`` and a swipe detector in a worker thread.
+    """An audio-jack reader: ``open_source()`` and a streaming decoder in a worker thread.
 
-    ``open_source`` returns an :class:`~posbridge.hardware.audio.source.AudioSource`; blocks are
-    fed to ``SwipeDetector(rate, channels).process`` and every swipe is handed to the lane. The
-    thread checks for shutdown between blocks, flushes the detector and closes the source.
+    ``open_source`` returns an :class:`~posbridge.hardware.audio.source.AudioSource`;
+    ``make_decoder(rate, channels)`` an object whose ``process(samples)`` and ``flush()`` return
+    lists of results (swipes from a swipe detector, frames from a modem receiver); ``convert``
+    turns each result into what the lane receives (None: nothing). The thread checks for
+    shutdown between blocks, flushes the decoder and closes the source.
     """
 
-    def __init__(self, name: str, open_source: Callable[[], Any]) -> None:
+    def __init__(self, name: str, open_source: Callable[[], Any], make_decoder: Callable[[int, int], Any],
+                 convert: Callable[[Any], object | None] = lambda item: item) -> None:
         self.name = name
         self._open_source = open_source
+        self._make_decoder = make_decoder
+        self._convert = convert
+
+    def _read_loop(self, emit: Emit, stop_flag: threading.Event) -> None:
+        def deliver(results: list[Any]) -> None:
+            for result in results:
+                item = self._convert(result)
+                if item is not None:
+                    emit(self.name, item)
+
+        with self._open_source() as source:
+            decoder = self._make_decoder(source.rate, source.channels)
+            for block in source:
+                deliver(decoder.process(block.samples))
+                if stop_flag.is_set():
+                    break
+            deliver(decoder.flush())
 
     async def run(self, emit: Emit, stopping: asyncio.Event) -> None:
         """Read until the source ends or the lane stops."""
         stop_flag = threading.Event()
         failure: list[BaseException] = []
 
-        def read_loop() -> None:
-            from posbridge.dsp.detector import SwipeDetector
-
+        def guarded() -> None:
             try:
-                with self._open_source() as source:
-                    detector = SwipeDetector(source.rate, source.channels)
-                    for block in source:
-                        for swipe in detector.process(block.samples):
-                            emit(self.name, swipe)
-                        if stop_flag.is_set():
-                            break
-                    for swipe in detector.flush():
-                        emit(self.name, swipe)
+                self._read_loop(emit, stop_flag)
             except BaseException as error:  # handed to the event loop below
                 failure.append(error)
 
-        thread = threading.Thread(target=read_loop, name=f"audio {self.name}", daemon=True)
+        thread = threading.Thread(target=guarded, name=f"audio {self.name}", daemon=True)
         thread.start()
         waiter = asyncio.create_task(stopping.wait())
         try:
-            while thread.is_alive():
+            while thread.is_alive() and not stopping.is_set():
                 await asyncio.wait([waiter], timeout=0.1)
-                if stopping.is_set():
-                    stop_flag.set()
-                    await asyncio.to_thread(thread.join, 5.0)
-                    break
         finally:
             stop_flag.set()
             waiter.cancel()
+            await asyncio.to_thread(thread.join, 5.0)
         if failure:
             raise failure[0]
 
 
-def audio_reader(url: str) -> AudioReaderInput:
-    """The input for one ``[audio] readers`` URL."""
+def swipe_reader(name: str, open_source: Callable[[], Any]) -> AudioReaderInput:
+    """A magstripe head: the swipe detector turns audio into :class:`Swipe` s."""
+    from posbridge.dsp.detector import SwipeDetector
+
+    return AudioReaderInput(name, open_source, SwipeDetector)
+
+
+def chip_reader(name: str, open_source: Callable[[], Any], profile: str) -> AudioReaderInput:
+    """A powered chip reader behind an audio modem: CHIP link frames become :class:`ChipRead` s."""
+    from posbridge.dsp.modem.frames import ModemFrameReceiver, chip_read_of
+    from posbridge.protocols.errors import FrameError
+
+    def convert(result: Any) -> object | None:
+        if isinstance(result, FrameError):
+            return ReadFailure(f"chip reader frame dropped: {result}")
+        try:
+            return chip_read_of(result)
+        except PosBridgeError as error:
+            return ReadFailure(f"chip read not usable: {error}")
+
+    def make_receiver(rate: int, channels: int) -> Any:
+        return ModemFrameReceiver(profile, rate)
+
+    return AudioReaderInput(name, open_source, make_receiver, convert)
+
+
+def _audio_opener(url: str) -> Callable[[], Any]:
     from posbridge.hardware.audio.source import open_audio
 
-    return AudioReaderInput(f"audio {url}", lambda: open_audio(url))
+    return lambda: open_audio(url)
 
 
 # ---------------------------------------------------------------------- configured inputs
@@ -118,11 +150,10 @@ def audio_reader(url: str) -> AudioReaderInput:
 
 def configured_inputs(config: Config, registry: Any) -> list[Any]:
     """One input per configured reader, dongle, chip reader and scanner (none by default)."""
-    inputs: list[Any] = [audio_reader(url) for url in config.audio.readers]
-    for url in config.dongles.links:
-        inputs.append(_dongle_input(url))
+    inputs: list[Any] = [swipe_reader(f"reader {url}", _audio_opener(url)) for url in config.audio.readers]
+    inputs += [DongleInput(url) for url in config.dongles.links]
     for url in config.chip.readers:
-        inputs.append(_chip_input(url))
+        inputs.append(chip_reader(f"chip {url}", _audio_opener(url), config.chip.profile))
     if config.scanner.url:
         inputs.append(_scanner_input(config.scanner.url, registry))
     return inputs
@@ -132,66 +163,93 @@ def _missing_part(key: str, what: str) -> ConfigError:
     return ConfigError(f"{key}: {what} support is not available in this build", key=key)
 
 
-class _AsyncIterInput:
-    """An input that relays every item of an async iterator (dongle events, presence events)."""
-
-    def __init__(self, name: str, make: Callable[[], Any], convert: Callable[[Any], object | None]) -> None:
-        self.name = name
-        self._make = make
-        self._convert = convert
-
-    async def run(self, emit: Emit, stopping: asyncio.Event) -> None:
-        """Relay until the iterator ends or the lane stops."""
-        iterator = self._make().__aiter__()
+async def relay(events: Any, name: str, convert: Callable[[Any], object | None], emit: Emit,
+                stopping: asyncio.Event) -> None:
+    """Hand every item of the async iterator ``events`` to the lane until it ends or the lane stops."""
+    iterator = events.__aiter__()
+    stop_wait = asyncio.ensure_future(stopping.wait())
+    try:
         while not stopping.is_set():
             next_item = asyncio.ensure_future(iterator.__anext__())
-            stop_wait = asyncio.ensure_future(stopping.wait())
             done, _ = await asyncio.wait({next_item, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            stop_wait.cancel()
             if next_item not in done:
                 next_item.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await next_item
                 break
             try:
                 item = next_item.result()
             except StopAsyncIteration:
                 break
-            converted = self._convert(item)
+            converted = convert(item)
             if converted is not None:
-                emit(self.name, converted)
+                emit(name, converted)
+    finally:
+        stop_wait.cancel()
         closer = getattr(iterator, "aclose", None)
         if closer is not None:
             await closer()
 
 
-def _dongle_input(url: str) -> Any:
-    try:
+class DongleInput:
+    """A Pi dongle on a serial link (:class:`~posbridge.host.dongle.SerialDongle`).
+
+    Encrypted swipes arrive as :class:`EncryptedCardData` (DUKPT, never clear track data);
+    relayed chip reads as :class:`ChipRead`.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.name = f"dongle {url}"
+        self.url = url
+
+    @staticmethod
+    def convert(event: Any) -> object | None:
+        """The lane's item for a dongle event."""
+        from posbridge.host.dongle import DongleChip, DongleSwipe
+        from posbridge.protocols.emv import chip_read_from_tlv
+
+        if isinstance(event, DongleSwipe):
+            return event.card
+        if isinstance(event, DongleChip):
+            try:
+                return chip_read_from_tlv(event.tlv)
+            except PosBridgeError as error:
+                return ReadFailure(f"chip read from the dongle not usable: {error}")
+        return None
+
+    async def run(self, emit: Emit, stopping: asyncio.Event) -> None:
+        """Relay the dongle's events until the lane stops."""
         from posbridge.host.dongle import SerialDongle
-    except ImportError:
-        raise _missing_part("[dongles] links", "dongle") from None
 
-    def encrypted_of(event: Any) -> object | None:
-        encrypted: object | None = getattr(event, "encrypted", event)
-        return encrypted
-
-    return _AsyncIterInput(f"dongle {url}", lambda: SerialDongle(url), encrypted_of)
-
-
-def _chip_input(url: str) -> Any:
-    raise _missing_part("[chip] readers", "chip reader")
+        dongle = SerialDongle(self.url)
+        dongle.start()
+        try:
+            await relay(dongle.events(), self.name, self.convert, emit, stopping)
+        finally:
+            await asyncio.to_thread(dongle.close)
 
 
-def _scanner_input(url: str, registry: Any) -> Any:
-    try:
-        from posbridge.hardware.ble import open_scanner
+class ScannerInput:
+    """The beacon scanner and check-in tracker: presence events (:class:`CheckIn` / :class:`CheckOut`)."""
+
+    def __init__(self, name: str, open_scanner: Callable[[], Any], registry: Any) -> None:
+        self.name = name
+        self._open_scanner = open_scanner
+        self._registry = registry
+
+    async def run(self, emit: Emit, stopping: asyncio.Event) -> None:
+        """Track beacons until the scanner ends or the lane stops."""
         from posbridge.host.checkin import CheckInTracker
-    except ImportError:
-        raise _missing_part("[scanner] url", "BLE check-in") from None
 
-    def presence_events() -> Any:
-        tracker = CheckInTracker(registry)
-        return tracker.track(open_scanner(url))
+        async with self._open_scanner() as scanner:
+            tracker = CheckInTracker(self._registry)
+            await relay(tracker.track(scanner), self.name, lambda event: event, emit, stopping)
 
-    return _AsyncIterInput(f"scanner {url}", presence_events, lambda event: event)
+
+def _scanner_input(url: str, registry: Any) -> ScannerInput:
+    from posbridge.hardware.ble import open_scanner
+
+    return ScannerInput(f"scanner {url}", lambda: open_scanner(url), registry)
 
 
 # ---------------------------------------------------------------------- queue, forwarder, registry
@@ -308,15 +366,20 @@ def account_holder(registry: Any, customer: str) -> Any:
     return registry.get(customer)
 
 
+def customer_name(registry: Any, customer: str) -> str:
+    """The customer's display name from the registry, else the id."""
+    if registry is not None:
+        with contextlib.suppress(KeyError, PosBridgeError):
+            return str(getattr(registry.get(customer), "name", customer) or customer)
+    return customer
+
+
 def presence_of(item: object, registry: Any) -> tuple[str, AtCounter] | None:
     """``("check_in" | "check_out", AtCounter)`` for a presence event, else None."""
     if not isinstance(item, CheckIn | CheckOut) or item.customer is None:
         return None
     event: PresenceEvent = item
-    name = item.customer
-    if registry is not None:
-        with contextlib.suppress(KeyError, PosBridgeError):
-            name = getattr(registry.get(item.customer), "name", name) or name
+    name = customer_name(registry, item.customer)
     entry = AtCounter(item.customer, name, str(event.beacon), event.zone.value, event.distance_m, time.time())
     return event.event, entry
 

@@ -67,9 +67,11 @@ class DongleConfig:
 
 @dataclass(frozen=True)
 class ChipConfig:
-    """``[chip]``: powered chip readers behind an audio modem, one ``open_audio`` URL each."""
+    """``[chip]``: powered chip readers behind an audio modem, one ``open_audio`` URL each, and the
+    modem profile they speak (``bell202`` or ``fast``)."""
 
     readers: tuple[str, ...] = ()
+    profile: str = "bell202"
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,14 @@ def _at_least(minimum: float) -> Callable[[Any], None]:
     return check
 
 
+def _one_of(*choices: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+
+    return check
+
+
 def _port(value: Any) -> None:
     if not 0 <= value <= 65535:
         raise ValueError("must be a TCP port 0-65535")
@@ -283,6 +293,7 @@ _VALIDATORS: dict[str, Callable[[Any], None]] = {
     "lane_currency": _currency,
     "audio_readers": _require_scheme(AUDIO_SCHEMES),
     "chip_readers": _require_scheme(AUDIO_SCHEMES),
+    "chip_profile": _one_of("fast", "bell202"),
     "scanner_url": _require_scheme(SCANNER_SCHEMES, allow_empty=True),
     "queue_url": _require_scheme(QUEUE_SCHEMES, allow_empty=True),
     "processor_url": _require_scheme(PROCESSOR_SCHEMES),

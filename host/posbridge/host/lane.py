@@ -279,6 +279,12 @@ class Lane:
         else:
             loop.call_soon_threadsafe(self._inbox.put_nowait, (input_name, item))
 
+    def add_input(self, lane_input: LaneInput) -> None:
+        """Start another input on the running lane (the demo's beacons, a reader plugged in later)."""
+        if not self._started:
+            raise RuntimeError("the lane is not started")
+        self._input_tasks.append(asyncio.create_task(self._run_input(lane_input), name=lane_input.name))
+
     async def _run_input(self, lane_input: LaneInput) -> None:
         try:
             await lane_input.run(self.emit, self._stopping)
@@ -465,7 +471,9 @@ class Lane:
         if customer is None:
             return ""
         entry = self.counter.get(customer)
-        return entry.name if entry else customer
+        if entry is not None:
+            return entry.name
+        return parts.customer_name(self._registry, customer)
 
     @property
     def online(self) -> bool:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import queue
 import random
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ DEFAULT_DURATION_S = 60.0
 SCRIPT_LENGTH_S = 50.0
 READER_RATE = 48_000
 BLOCK_FRAMES = 480
+CHIP_PROFILE = "bell202"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -55,14 +56,14 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class ScriptedReaderSource:
-    """A virtual audio-jack reader: silence with a little hiss, plus swipes the script pushes.
+class ScriptedAudio:
+    """A virtual audio-jack input: silence, a little hiss, and what the script pushes (swipes, modem bursts).
 
     Paced in real time like a sound card; blocks are float32 ``(480, 1)`` at 48 kHz. Implements
     the :class:`~posbridge.hardware.audio.source.AudioSource` protocol the lane's reader uses.
     """
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, name: str, seed: int) -> None:
         from posbridge.hardware.audio.source import AudioSource
 
         outer = self
@@ -85,10 +86,10 @@ class ScriptedReaderSource:
         self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._buffer = np.zeros(0, dtype=np.float32)
         self.closed = False
-        self.source = _Source("virtual://scripted-reader", READER_RATE, 1)
+        self.source = _Source(f"virtual://{name}", READER_RATE, 1)
 
     def push(self, samples: Any) -> None:
-        """Queue a swipe's samples (float32, shape ``(n,)``) to play next; thread-safe."""
+        """Queue samples (float32, shape ``(n,)``) to play next; thread-safe."""
         self._pending.put(samples)
 
     def _next_block(self) -> Any:
@@ -105,45 +106,52 @@ class ScriptedReaderSource:
         return block.reshape(-1, 1)
 
 
-def _has_detector() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("posbridge.dsp.detector") is not None
-
-
-@dataclass(frozen=True)
-class DemoCustomer:
-    """A registered demo customer with a beacon and a processor account token (pay by check-in)."""
-
-    id: str
-    name: str
-    beacon: str
-    account_token: str
-
-
-class DemoRegistry:
-    """The demo's customers by id (``get`` like :class:`posbridge.host.customers.CustomerRegistry`)."""
-
-    def __init__(self, customers: list[DemoCustomer]) -> None:
-        self._by_id = {customer.id: customer for customer in customers}
-
-    def get(self, customer: str) -> DemoCustomer:
-        """The customer with that id; KeyError if unknown."""
-        return self._by_id[customer]
-
-
-CUSTOMERS = [
-    DemoCustomer("cust-alice", "Alice", "ibeacon:e2c56db5-dffb-48d2-b060-d0f5a71096e0:1:1", "acct_alice"),
-    DemoCustomer("cust-bob", "Bob", "ibeacon:e2c56db5-dffb-48d2-b060-d0f5a71096e0:1:2", "acct_bob"),
-    DemoCustomer("cust-carol", "Carol", "eddystone-uid:edd1ebeac04e5defa017:0000000000c4", "acct_carol"),
+DEMO_UUID = "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
+CUSTOMER_DATA: list[dict[str, Any]] = [
+    {"id": "cust-alice", "name": "Alice", "account_token": "acct_alice",
+     "beacons": [f"ibeacon:{DEMO_UUID}:1:1"]},
+    {"id": "cust-bob", "name": "Bob", "account_token": "acct_bob", "beacons": [f"ibeacon:{DEMO_UUID}:1:2"]},
+    {"id": "cust-carol", "name": "Carol", "account_token": "acct_carol",
+     "beacons": ["eddystone-uid:edd1ebeac04e5defa017:0000000000c4"]},
 ]
+
+
+def _beacon_frame(beacon_id: str) -> Any:
+    """The frame a demo beacon advertises for its canonical id (iBeacon or Eddystone-UID)."""
+    from posbridge.protocols.beacons import EddystoneUid, IBeacon
+
+    scheme, *fields = beacon_id.split(":")
+    if scheme == "ibeacon":
+        return IBeacon(fields[0], int(fields[1]), int(fields[2]), -59)
+    return EddystoneUid(-18, fields[0], fields[1])
+
+
+def demo_registry() -> Any:
+    """The demo's customer registry (a :class:`~posbridge.host.customers.CustomerRegistry`)."""
+    from posbridge.host.customers import CustomerRegistry
+
+    return CustomerRegistry.from_data({"customers": CUSTOMER_DATA})
+
+
+@dataclasses.dataclass(frozen=True)
+class Visit:
+    """A scripted visit: at the counter from ``arrive`` to ``leave`` (script seconds; None: stays)."""
+
+    customer: str
+    arrive: float
+    leave: float | None = None
+
+
+VISITS = (Visit("cust-alice", 1, 38), Visit("cust-bob", 8, 47), Visit("cust-carol", 40))
 
 
 class DemoShop:
     """The demo's lane with its virtual hardware and processor simulator.
 
-    ``auto_swipe``: when a sale opened from the console waits for a card, a virtual customer
-    swipes a good test card after a moment (so the console can be tried by hand).
+    A magstripe head and a chip reader are :class:`ScriptedAudio` inputs decoded by the real swipe
+    detector and modem receiver; beacons move through a simulated shop (``virtual://`` BLE scene)
+    seen by the real check-in tracker. ``auto_swipe``: when a sale opened from the console waits
+    for a card, a virtual customer swipes a good test card after a moment.
     """
 
     def __init__(self, state_dir: Path, console: tuple[str, int], seed: int, on_line: Callable[[str], None],
@@ -154,8 +162,9 @@ class DemoShop:
         self.on_line = on_line
         self.auto_swipe = auto_swipe
         self.rng = random.Random(seed)
-        self.reader = ScriptedReaderSource(seed)
-        self.registry = DemoRegistry(CUSTOMERS)
+        self.head_audio = ScriptedAudio("magstripe-head", seed)
+        self.chip_audio = ScriptedAudio("chip-reader", seed + 1)
+        self.registry = demo_registry()
         self.lane: Any = None
         self.sim: Any = None
         self.console_port = 0
@@ -172,7 +181,8 @@ class DemoShop:
         from posbridge.host.lane import Lane
         from posbridge.host.processor_sim import ProcessorSim
 
-        self.sim = ProcessorSim(accounts={customer.account_token: 100_000 for customer in CUSTOMERS})
+        accounts = {customer.account_token: 100_000 for customer in self.registry.customers()}
+        self.sim = ProcessorSim(accounts=accounts)
         processor_url = await self.sim.start()
         config = Config(
             lane=LaneConfig(id="demo-lane"),
@@ -186,7 +196,10 @@ class DemoShop:
             config, queue_, retry=RetryPolicy(base_s=0.2, max_s=1.0), breaker=CircuitBreaker(3, 1.5),
             stagger_s=0.1, poll_s=0.2,
         )
-        inputs = [parts.AudioReaderInput("reader", lambda: self.reader.source)] if _has_detector() else []
+        inputs = [
+            parts.swipe_reader("magstripe head", lambda: self.head_audio.source),
+            parts.chip_reader("chip reader", lambda: self.chip_audio.source, CHIP_PROFILE),
+        ]
         self.lane = Lane(config, inputs=inputs, queue=queue_, forwarder=forwarder, registry=self.registry,
                          on_line=self.on_line)
         await self.lane.start()
@@ -196,7 +209,7 @@ class DemoShop:
             self._auto_task = asyncio.create_task(self._auto_swipe())
 
     async def stop(self) -> None:
-        """Stop the console, the lane and the simulator."""
+        """Stop the lane, the console and the simulator."""
         if self._auto_task is not None:
             self._auto_task.cancel()
         if self.lane is not None:
@@ -208,38 +221,56 @@ class DemoShop:
 
     # ------------------------------------------------------------ virtual hardware
 
-    def test_card(self, expiry: str = "3012", prefix: str | None = None) -> Any:
+    def customer(self, customer_id: str) -> Any:
+        """The registered customer with that id."""
+        return self.registry.get(customer_id)
+
+    def test_card(self, expiry: str = "3012", prefix: str | None = None, service_code: str = "101") -> Any:
         """A Luhn-valid test card (test BIN prefixes only)."""
         from posbridge.protocols.cards import generate_test_pan
         from posbridge.protocols.types import Card
 
         pan = generate_test_pan(self.rng, prefix=prefix)
-        return Card(pan=pan, expiry=expiry, service_code="101", name="DEMO/CUSTOMER", discretionary="1234567")
+        return Card(pan=pan, expiry=expiry, service_code=service_code, name="DEMO/CUSTOMER",
+                    discretionary="1234567")
 
     def swipe(self, card: Any) -> None:
-        """Swipe ``card`` through the virtual reader (synthesized audio, decoded by the detector)."""
-        if not _has_detector():
-            self.lane.emit("reader (no audio decoder in this build)", card)
-            return
+        """Swipe ``card`` past the virtual magstripe head (synthesized audio, decoded by the detector)."""
         import numpy as np
         from posbridge.dsp.synth import SwipeParams, synthesize_swipe
 
         noise = np.random.default_rng(self.rng.randrange(2**32))
-        self.reader.push(synthesize_swipe(card, SwipeParams(rate=READER_RATE), noise))
+        self.head_audio.push(synthesize_swipe(card, SwipeParams(rate=READER_RATE), noise))
 
-    def walk_in(self, customer: DemoCustomer, distance_m: float = 0.8) -> None:
-        """The customer's beacon comes close to the counter (a check-in)."""
+    def insert(self, card: Any, amount: int) -> None:
+        """Insert ``card`` in the virtual chip reader: an EMV transcript sent over the audio modem."""
+        from posbridge.firmware.chip_reader import ChipReader, make_test_transcript
+
+        transcript = make_test_transcript(self.rng, card.pan, expiry=card.expiry, amount=amount)
+        self.chip_audio.push(ChipReader(CHIP_PROFILE, READER_RATE).send(transcript))
+
+    def walk_in(self, customer_id: str, distance_m: float = 0.8) -> None:
+        """The customer's beacon is at the counter now (a check-in without the radio simulation)."""
         from posbridge.protocols.types import BeaconId, CheckIn, Zone
 
-        self.lane.emit("beacons", CheckIn(time.time(), BeaconId(customer.beacon), customer.id, Zone.COUNTER,
-                                          distance_m))
+        beacon = BeaconId(self.customer(customer_id).beacons[0])
+        self.lane.emit("beacons", CheckIn(time.time(), beacon, customer_id, Zone.COUNTER, distance_m))
 
-    def walk_out(self, customer: DemoCustomer) -> None:
-        """The customer's beacon leaves (a check-out)."""
-        from posbridge.protocols.types import BeaconId, CheckOut, Zone
-
-        event = CheckOut(time.time(), BeaconId(customer.beacon), customer.id, Zone.GONE, None)
-        self.lane.emit("beacons", event)
+    def beacon_scene(self, visits: tuple[Visit, ...], scale: float, duration: float) -> Any:
+        """A ``virtual://`` BLE scanner whose scene walks each visitor's beacon to the counter and out."""
+        from posbridge.hardware.ble import Path as Walk
+        from posbridge.hardware.ble import Radio, Scene, SimBeacon
+        from posbridge.hardware.ble.virtual import VirtualScanner
+        beacons = []
+        for visit in visits:
+            arrive = visit.arrive * scale
+            stay = (visit.leave * scale if visit.leave is not None else duration + 5.0) - arrive
+            walk = Walk.route(max(arrive - 1.0, 0.0), [(3.0, 0.0, 0.0), (0.5, 0.0, max(stay, 0.5)),
+                                                       (3.0, 0.0, 0.0), (15.0, 0.0, 0.0)], speed=2.5)
+            beacon_id = self.customer(visit.customer).beacons[0]
+            beacons.append(SimBeacon(_beacon_frame(beacon_id), walk, Radio(interval_s=0.2, loss=0.1)))
+        scene = Scene(beacons, seed=self.seed, duration_s=duration + 5.0)
+        return VirtualScanner("virtual://demo-shop", scene, realtime=True)
 
     def network(self, up: bool) -> None:
         """Cut the processor off (every request fails) or bring it back."""
@@ -256,6 +287,13 @@ class DemoShop:
             await asyncio.sleep(0.05)
         return str(self.lane.sale.status) if self.lane.sale else "none"
 
+    async def checked_in(self, customer_id: str, timeout: float) -> bool:
+        """Wait until the customer is at the counter (or ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        while customer_id not in self.lane.counter and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return customer_id in self.lane.counter
+
     async def _auto_swipe(self) -> None:
         while True:
             await asyncio.sleep(0.25)
@@ -268,47 +306,50 @@ class DemoShop:
 
     # ------------------------------------------------------------ the script
 
-    async def sale(self, amount: int, customer: DemoCustomer | None, card: Any, wait: float) -> str:
-        """Open a sale, present ``card`` (None: pay by check-in), wait for the outcome."""
+    async def sale(self, amount: int, customer_id: str | None, present: Callable[[], None] | None,
+                   wait: float) -> str:
+        """Open a sale, ``present`` a card (None: pay by check-in), wait for the outcome."""
         self._script_busy = True
         try:
             if self.lane.sale is not None and self.lane.sale.status == "waiting":
                 await self.lane.cancel_sale()
-            if card is None:
-                assert customer is not None
-                await self.lane.pay_by_checkin(amount, customer.id)
+            if customer_id is not None and not await self.checked_in(customer_id, wait):
+                self.on_line(f"{self.customer(customer_id).name} is not at the counter yet")
+                if present is None:
+                    return "skipped"
+            if present is None:
+                assert customer_id is not None
+                await self.lane.pay_by_checkin(amount, customer_id)
             else:
-                await self.lane.open_sale(amount, customer.id if customer else None)
-                self.swipe(card)
+                await self.lane.open_sale(amount, customer_id)
+                present()
             return await self.settle(wait)
         finally:
             self._script_busy = False
 
     def script(self, scale: float) -> list[tuple[float, Callable[[], Awaitable[Any]]]]:
         """The scripted shop: (script time in seconds x ``scale``, step)."""
-        alice, bob, carol = CUSTOMERS
         repeat_card = self.test_card(prefix="555555")
+        chip_card = self.test_card(prefix="400000", service_code="201")
         wait = max(3.0, 4.0 * scale)
 
-        async def do(action: Callable[[], Any]) -> None:
-            action()
+        def swipe(card: Any) -> Callable[[], None]:
+            return lambda: self.swipe(card)
+
+        async def network(up: bool) -> None:
+            self.network(up)
 
         steps: list[tuple[float, Callable[[], Awaitable[Any]]]] = [
-            (1, lambda: do(lambda: self.walk_in(alice))),
-            (3, lambda: self.sale(1250, alice, self.test_card(prefix="411111"), wait)),
-            (8, lambda: do(lambda: self.walk_in(bob, 1.4))),
-            (10, lambda: self.sale(420, bob, None, wait)),
-            (14, lambda: self.sale(3000, None, repeat_card, wait)),
-            (18, lambda: self.sale(3000, None, repeat_card, wait)),
-            (22, lambda: self.sale(800, None, self.test_card(expiry="2101"), wait)),
-            (26, lambda: do(lambda: self.network(False))),
-            (27, lambda: self.sale(1500, None, self.test_card(), wait)),
-            (31, lambda: self.sale(2200, alice, self.test_card(), wait)),
-            (35, lambda: do(lambda: self.network(True))),
-            (38, lambda: do(lambda: self.walk_out(alice))),
-            (40, lambda: do(lambda: self.walk_in(carol, 0.6))),
-            (42, lambda: self.sale(999, carol, self.test_card(prefix="378282"), wait)),
-            (47, lambda: do(lambda: self.walk_out(bob))),
+            (4, lambda: self.sale(1250, "cust-alice", swipe(self.test_card(prefix="411111")), wait)),
+            (10, lambda: self.sale(420, "cust-bob", None, wait)),
+            (14, lambda: self.sale(3000, None, swipe(repeat_card), wait)),
+            (18, lambda: self.sale(3000, None, swipe(repeat_card), wait)),
+            (22, lambda: self.sale(800, None, swipe(self.test_card(expiry="2101")), wait)),
+            (26, lambda: network(False)),
+            (27, lambda: self.sale(1500, None, swipe(self.test_card()), wait)),
+            (30, lambda: self.sale(2200, "cust-alice", lambda: self.insert(chip_card, 2200), wait + 5.0)),
+            (36, lambda: network(True)),
+            (42, lambda: self.sale(999, "cust-carol", swipe(self.test_card(prefix="378282")), wait)),
         ]
         return [(at * scale, step) for at, step in steps]
 
@@ -316,6 +357,10 @@ class DemoShop:
         """Play the script scaled to fit ``duration`` seconds, then idle until it is over."""
         started = time.monotonic()
         scale = min(1.0, max(duration - 2.0, 1.0) / SCRIPT_LENGTH_S)
+        from posbridge.host import app as parts
+
+        scanner = self.beacon_scene(VISITS, scale, duration)
+        self.lane.add_input(parts.ScannerInput("beacons", lambda: scanner, self.registry))
         for at, step in self.script(scale):
             remaining = started + duration - time.monotonic()
             delay = started + at - time.monotonic()
