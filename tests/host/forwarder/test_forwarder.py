@@ -7,13 +7,14 @@ from collections.abc import Callable, Iterator
 
 import aiohttp
 import pytest
+from posbridge.host.customers import Customer
 from posbridge.host.forwarder import CircuitBreaker, Forwarder, RetryPolicy
 from posbridge.host.processor_sim import TEST_BDK, ProcessorSim
 from posbridge.host.queue import OfflineLimits, TransactionQueue
 from posbridge.protocols.dukpt import derive_aes_initial_key, encrypt_tracks
 from posbridge.protocols.types import BeaconId, Card, CheckIn, Track, TrackFormat, TransactionState, Zone
 
-from ..queue.conftest import ManualClock, StandInCustomer
+from ..queue.conftest import ManualClock
 
 Sim = tuple[ProcessorSim, str]
 State = TransactionState
@@ -154,8 +155,8 @@ async def test_pay_by_check_in_charges_the_account(queue: TransactionQueue, sim:
     processor, url = sim
     beacon = BeaconId("ibeacon:f7826da6-4fa2-4e98-8024-bc5b71e0893e:1:7")
     queue.record_presence(CheckIn(t=0.0, beacon=beacon, customer="c1", zone=Zone.COUNTER, distance_m=0.3))
-    queue.capture(2500, "USD", StandInCustomer("c1", "Alice", "tok_alice"), key="s1")
-    queue.capture(9000, "USD", StandInCustomer("c1", "Alice", "tok_alice"), key="s2")
+    queue.capture(2500, "USD", Customer("c1", "Alice", (), "tok_alice"), key="s1")
+    queue.capture(9000, "USD", Customer("c1", "Alice", (), "tok_alice"), key="s2")
     async with _forwarder(queue, url) as forwarder:
         await forwarder.drain()
     assert queue.get("s1").state is State.APPROVED

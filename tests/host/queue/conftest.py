@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,15 +25,6 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@dataclass(frozen=True)
-class StandInCustomer:
-    """Stand-in with the fields of posbridge.host.customers.Customer that the queue uses."""
-
-    id: str
-    name: str
-    account_token: str
 
 
 @pytest.fixture

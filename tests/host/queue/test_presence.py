@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from posbridge.host.customers import Customer, CustomerRegistry
 from posbridge.host.queue import TransactionQueue
 from posbridge.protocols.errors import CaptureRefused
 from posbridge.protocols.types import BeaconId, CheckIn, CheckOut, TransactionState, Zone
 
-from .conftest import ManualClock, StandInCustomer
+from .conftest import ManualClock
 
-ALICE = StandInCustomer("c-alice", "Alice", "tok_alice")
 BEACON = BeaconId("ibeacon:f7826da6-4fa2-4e98-8024-bc5b71e0893e:1:7")
+ALICE = Customer("c-alice", "Alice", (str(BEACON),), "tok_alice")
 
 
 def _check_in(customer: str = "c-alice") -> CheckIn:
@@ -65,3 +68,18 @@ def test_presence_events_reach_listeners(queue: TransactionQueue) -> None:
     queue.record_presence(_check_in())
     assert seen[0]["event"] == "check_in"
     assert seen[0]["customer"] == "c-alice"
+
+
+def test_registry_names_the_beacon_and_pays_by_customer_id(
+    make_queue: Callable[..., TransactionQueue],
+) -> None:
+    bob = Customer("c-bob", "Bob", ("eddystone-uid:00112233445566778899:000000000001",), None)
+    queue = make_queue(customers=CustomerRegistry([ALICE, bob]))
+    queue.record_presence(CheckIn(t=1.0, beacon=BEACON, customer=None, zone=Zone.COUNTER, distance_m=0.5))
+    assert queue.checked_in() == ["c-alice"]
+    transaction = queue.capture_for_customer(1500, "USD", "c-alice")
+    assert transaction.customer == "c-alice"
+    with pytest.raises(CaptureRefused, match="not in the customer registry"):
+        queue.capture_for_customer(1500, "USD", "c-nobody")
+    with pytest.raises(CaptureRefused, match="no account"):
+        queue.capture_for_customer(1500, "USD", "c-bob")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from posbridge.protocols.cards import validate_pan
-from posbridge.protocols.errors import ParseError
+from posbridge.protocols.errors import CaptureRefused, ParseError
 from posbridge.protocols.magstripe import card_from_tracks
 from posbridge.protocols.types import Card, ChipRead, EncryptedCardData, MaskedCard, Swipe, Track, TrackFormat
 
@@ -29,7 +29,7 @@ class AccountHolder(Protocol):
     def id(self) -> str: ...
 
     @property
-    def account_token(self) -> str: ...
+    def account_token(self) -> str | None: ...
 
 
 def card_from_track2(text: str) -> Card:
@@ -114,6 +114,9 @@ class CaptureRequest:
             return cls(
                 amount, currency, "keyed" if keyed else "swipe", card=source, key=key, confirm=confirmed
             )
+        if source.account_token is None:
+            reason = f"customer {source.id} has no account for pay by check-in; take another payment method"
+            raise CaptureRefused(reason, reason=reason, kind="no_account")
         return cls(
             amount,
             currency,

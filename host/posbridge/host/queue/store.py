@@ -32,9 +32,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from posbridge.host.queue.capture import AccountHolder, CaptureRequest
+
+if TYPE_CHECKING:
+    from posbridge.host.customers import CustomerRegistry
 from posbridge.host.queue.events import EventHub, Listener, QueueEvent
 from posbridge.host.queue.lifecycle import ANSWERED_STATES, PENDING_STATES, check_transition
 from posbridge.host.queue.rules import (
@@ -276,9 +279,11 @@ class TransactionQueue:
         limits: OfflineLimits | None = None,
         rules: RiskRules | None = None,
         presence_retention_s: float = DAY_S,
+        customers: CustomerRegistry | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
+        self.customers = customers
         self.lane = lane
         self.limits = limits or OfflineLimits()
         self.rules = rules or RiskRules()
@@ -960,10 +965,14 @@ class TransactionQueue:
         ``presence_retention_s``.
         """
         now = self.clock()
+        customer = event.customer
+        if customer is None and self.customers is not None:
+            owner = self.customers.by_beacon(event.beacon)
+            customer = owner.id if owner is not None else None
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT INTO presence(lane, beacon, customer, event, zone, at) VALUES (?,?,?,?,?,?)",
-                (lane or self.lane, str(event.beacon), event.customer, event.event, event.zone.value, now),
+                (lane or self.lane, str(event.beacon), customer, event.event, event.zone.value, now),
             )
             db.execute(
                 "DELETE FROM presence WHERE sale_key IS NULL AND at<?", (now - self.presence_retention_s,)
@@ -975,7 +984,7 @@ class TransactionQueue:
                 presence={
                     "event": event.event,
                     "beacon": str(event.beacon),
-                    "customer": event.customer,
+                    "customer": customer,
                     "lane": lane or self.lane,
                     "zone": event.zone.value,
                     "at": now,
@@ -995,6 +1004,23 @@ class TransactionQueue:
         for customer, event in rows:
             latest[customer] = event
         return [customer for customer, event in latest.items() if event == "check_in"]
+
+    def capture_for_customer(
+        self, amount: int, currency: str, customer_id: str, *, key: str | None = None
+    ) -> Transaction:
+        """Pay by check-in: charge the account token of a customer checked in at this lane.
+
+        The customer comes from the registry given as ``customers``; :class:`CaptureRefused` if
+        the customer is unknown, not checked in, or has no account token.
+        """
+        try:
+            if self.customers is None:
+                raise KeyError(customer_id)
+            customer = self.customers.get(customer_id)
+        except KeyError:
+            reason = f"customer {customer_id} is not in the customer registry"
+            raise CaptureRefused(reason, reason=reason, kind="unknown_customer") from None
+        return self.capture(amount, currency, customer, key=key)
 
     def _checked_in(self, customer: str | None) -> bool:
         return customer is not None and customer in self.checked_in()
