@@ -261,4 +261,5 @@ class CheckInTracker:
         finally:
             if pending is not None:
                 pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
             await iterator.aclose()  # type: ignore[attr-defined]

@@ -138,7 +138,7 @@ async def test_no_bluetoothd_on_the_bus_is_device_not_found(system_bus: str) -> 
 
 async def test_check_in_and_out_through_bleak(bluez: MockBlueZ) -> None:
     bluez.add_adapter()
-    settings = CheckInSettings(gone_timeout_s=1.0, dwell_s=0.0)
+    settings = CheckInSettings(gone_timeout_s=1.0, dwell_s=0.0, check_in_evidence=1.0)
     tracker = CheckInTracker(any_beacon=True, settings=settings)
     events: list[PresenceEvent] = []
     async with open_scanner("bleak://hci0") as scanner:
@@ -150,7 +150,7 @@ async def test_check_in_and_out_through_bleak(bluez: MockBlueZ) -> None:
         task = asyncio.create_task(run())
         await until(lambda: bool(bluez.calls("StartDiscovery")))
         path = bluez.add_beacon(ADDRESS, -52, manufacturer_data={0x004C: BEACON.encode()})
-        for rssi in (-50, -53, -51, -49):
+        for rssi in (-50, -53, -51, -49, -52, -50, -51, -53, -49, -50):
             await asyncio.sleep(0.1)
             bluez.set_rssi(path, rssi)
         await until(lambda: any(isinstance(event, CheckIn) for event in events))
