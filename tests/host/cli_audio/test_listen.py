@@ -175,3 +175,4 @@ def test_listen_decodes_swipes_recorded_through_alsa(tmp_path: Path, posbridge: 
     )
     assert result.code == 0, result.stderr
     assert [record["tracks"][0]["text"] for record in result.json_lines()] == _expected_texts()
+    assert "audio input overrun" in result.stderr

@@ -38,6 +38,7 @@ HISTORY_S = 20.0
 METER_INTERVAL_S = 0.1
 METER_WIDTH = 30
 METER_FLOOR_DB = -60.0
+OVERRUN_REPORT_S = 5.0
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +136,7 @@ class Listener:
         self._history: deque[tuple[float, NDArray[np.float32]]] = deque()
         self._history_frames = 0
         self._overruns_seen = 0
+        self._overruns_at = -math.inf
         self._meter_shown = False
         self._meter_at = 0.0
         self._peak = 0.0
@@ -164,6 +166,7 @@ class Listener:
             self._report(self.detector.flush(), count)
         finally:
             self._clear_meter()
+            self._check_overruns(final=True)
 
     def _report(self, swipes: list[Swipe], count: int | None) -> bool:
         from posbridge.host.cli._swipes import live_swipe_record, swipe_line
@@ -181,8 +184,13 @@ class Listener:
                 return True
         return False
 
-    def _check_overruns(self) -> None:
-        if self.source.overruns != self._overruns_seen:
+    def _check_overruns(self, final: bool = False) -> None:
+        """Warn about lost audio on stderr: at once, then at most every OVERRUN_REPORT_S, and at the end."""
+        now = time.monotonic()
+        if self.source.overruns != self._overruns_seen and (
+            final or now - self._overruns_at >= OVERRUN_REPORT_S
+        ):
+            self._overruns_at = now
             self._clear_meter()
             lost = self.source.overruns - self._overruns_seen
             self._overruns_seen = self.source.overruns
