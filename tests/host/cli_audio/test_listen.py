@@ -176,3 +176,10 @@ def test_listen_decodes_swipes_recorded_through_alsa(tmp_path: Path, posbridge: 
     assert result.code == 0, result.stderr
     assert [record["tracks"][0]["text"] for record in result.json_lines()] == _expected_texts()
     assert "audio input overrun" in result.stderr
+
+
+def test_listen_duration_stops_the_stream(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["listen", "--audio", VIRTUAL, "--json", "--duration", "0.3"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["listen", "--audio", VIRTUAL, "--json", "--duration", "2.0"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
