@@ -341,15 +341,26 @@ def subscribe_queue(queue: Any, listener: Callable[[str, Any], None]) -> None:
     queue.subscribe(relay)
 
 
-async def capture(queue: Any, amount: int, currency: str, item: Any, customer: str | None) -> Transaction:
-    """Capture ``item`` (a swipe, chip read, dongle payload or account holder) durably for ``customer``."""
+async def capture(queue: Any, amount: int, currency: str, item: Any, customer: str | None,
+                  confirm: tuple[str, ...] = ()) -> Transaction:
+    """Capture ``item`` (a swipe, chip read, dongle payload or account holder) durably for ``customer``.
+
+    ``confirm`` lists the soft risk alerts the cashier has confirmed.
+    """
     from posbridge.host.queue import CaptureRequest
 
-    request = CaptureRequest.build(amount, currency, item)
+    request = CaptureRequest.build(amount, currency, item, confirm=confirm)
     if customer is not None and request.customer is None:
         request = dataclasses.replace(request, customer=customer)
     result: Transaction = await asyncio.to_thread(queue.capture_request, request)
     return result
+
+
+def needs_confirmation(refusal: BaseException) -> bool:
+    """True when a refused capture goes through once the cashier confirms it (a soft risk rule)."""
+    from posbridge.host.queue import ConfirmationRequired
+
+    return isinstance(refusal, ConfirmationRequired)
 
 
 def card_from_swipe(swipe: Swipe) -> Card:

@@ -157,9 +157,7 @@ class StateWatch:
 
 
 def _masked_of(item: CardSource) -> MaskedCard | None:
-    if isinstance(item, EncryptedCardData | ChipRead):
-        return item.masked
-    if isinstance(item, Card):
+    if isinstance(item, EncryptedCardData | ChipRead | Card):
         return item.masked
     return None
 
@@ -204,7 +202,7 @@ class Lane:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
-        self._pending_card: CardSource | None = None
+        self._unconfirmed: tuple[object, MaskedCard | None, str] | None = None
         self._capture_started: dict[str, float] = {}
         self._forwarder_task: asyncio.Task[None] | None = None
 
@@ -354,10 +352,13 @@ class Lane:
 
     # ----------------------------------------------------------------- sales
 
+    def _sale_open(self) -> bool:
+        return self.sale is not None and self.sale.status in ("waiting", "confirm")
+
     async def open_sale(self, amount: int, customer: str | None) -> None:
         """Start a sale of ``amount`` minor units that waits for a card; ``customer`` is attached."""
-        if self.sale is not None and self.sale.status == "waiting":
-            raise UsageError("a sale is already waiting for a card; cancel it first")
+        if self._sale_open():
+            raise UsageError("a sale is already open; finish or cancel it first")
         if amount <= 0:
             raise UsageError("amount must be positive")
         self.sale = Sale(amount, self.config.lane.currency, customer)
@@ -366,43 +367,58 @@ class Lane:
         self.watch_state.bump()
 
     async def cancel_sale(self) -> None:
-        """Abandon the sale that is waiting for a card."""
-        if self.sale is None or self.sale.status != "waiting":
-            raise UsageError("no sale is waiting for a card")
+        """Abandon the sale that waits for a card or for the cashier's confirmation."""
+        if self.sale is None or not self._sale_open():
+            raise UsageError("no sale is open")
         self.sale = replace(self.sale, status="cancelled")
+        self._unconfirmed = None
         self.line("sale cancelled")
         self.watch_state.bump()
+
+    async def confirm_sale(self) -> None:
+        """Capture what a soft risk rule held back (a duplicate swipe, a chip card swiped), as confirmed."""
+        if self.sale is None or self.sale.status != "confirm" or self._unconfirmed is None:
+            raise UsageError("no sale is waiting for confirmation")
+        item, masked, kind = self._unconfirmed
+        self._unconfirmed = None
+        self.line(f"cashier confirmed {money(self.sale.amount, self.sale.currency)} {masked or ''}".rstrip())
+        await self._capture(item, source_label="confirmed", masked=masked, confirm=(kind,))
 
     async def pay_by_checkin(self, amount: int, customer: str) -> None:
         """Charge a checked-in customer's stored payment method, no card needed."""
         if customer not in self.counter:
             raise UsageError(f"customer {customer} is not checked in")
         holder = parts.account_holder(self._registry, customer)
-        if self.sale is not None and self.sale.status == "waiting":
-            self.sale = replace(self.sale, amount=amount, customer=customer)
-        else:
-            self.sale = Sale(amount, self.config.lane.currency, customer)
+        self._unconfirmed = None
+        self.sale = Sale(amount, self.config.lane.currency, customer)
         amount_text = money(amount, self.config.lane.currency)
         self.line(f"pay by check-in: {self._customer_name(customer)} {amount_text}")
         await self._capture(holder, source_label="check-in", masked=None)
 
     async def present(self, item: CardSource, input_name: str) -> None:
         """A card was read: capture it for the waiting sale, or report that no sale is open."""
-        masked = _masked_of(item) if not isinstance(item, Swipe) else None
-        if masked is None and isinstance(item, Swipe):
-                masked = parts.card_from_swipe(item).masked
+        masked = parts.card_from_swipe(item).masked if isinstance(item, Swipe) else _masked_of(item)
         if self.sale is None or self.sale.status != "waiting":
             self.line(f"{input_name}: card {masked} read with no sale open; ignored")
             self.alert("info", f"card {masked} read with no sale open")
             return
         await self._capture(item, source_label=input_name, masked=masked)
 
-    async def _capture(self, item: object, source_label: str, masked: MaskedCard | None) -> None:
+    async def _capture(self, item: object, source_label: str, masked: MaskedCard | None,
+                       confirm: tuple[str, ...] = ()) -> None:
         sale = self.sale
         assert sale is not None
         try:
-            transaction = await parts.capture(self._queue, sale.amount, sale.currency, item, sale.customer)
+            transaction = await parts.capture(self._queue, sale.amount, sale.currency, item, sale.customer,
+                                              confirm)
         except CaptureRefused as error:
+            if parts.needs_confirmation(error):
+                self._unconfirmed = (item, masked, str(error.context["kind"]))
+                self.sale = replace(sale, status="confirm", card=masked.masked_pan if masked else None,
+                                    reason=str(error))
+                self.line(f"needs the cashier's confirmation: {error}")
+                self.watch_state.bump()
+                return
             self.metrics.inc("captures_refused")
             self.sale = replace(sale, status="refused", card=masked.masked_pan if masked else None,
                                 reason=str(error))

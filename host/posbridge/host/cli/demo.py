@@ -311,7 +311,7 @@ class DemoShop:
         """Open a sale, ``present`` a card (None: pay by check-in), wait for the outcome."""
         self._script_busy = True
         try:
-            if self.lane.sale is not None and self.lane.sale.status == "waiting":
+            if self.lane.sale is not None and self.lane.sale.status in ("waiting", "confirm"):
                 await self.lane.cancel_sale()
             if customer_id is not None and not await self.checked_in(customer_id, wait):
                 self.on_line(f"{self.customer(customer_id).name} is not at the counter yet")

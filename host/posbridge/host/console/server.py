@@ -32,7 +32,10 @@ class LaneControl(Protocol):
         """Start a sale of ``amount`` minor units, waiting for a card; ``customer`` is attached."""
 
     async def cancel_sale(self) -> None:
-        """Abandon the sale that is waiting for a card."""
+        """Abandon the sale that is waiting for a card or a confirmation."""
+
+    async def confirm_sale(self) -> None:
+        """Capture a sale a soft risk rule held back, the cashier having confirmed it."""
 
     async def pay_by_checkin(self, amount: int, customer: str) -> None:
         """Charge a checked-in customer with no card (the customer's stored payment method)."""
@@ -93,6 +96,8 @@ async def _api_call(request: web.Request, action: str) -> web.Response:
             await lane.open_sale(_amount(body), _customer(body, required=False))
         elif action == "cancel":
             await lane.cancel_sale()
+        elif action == "confirm":
+            await lane.confirm_sale()
         else:
             customer = _customer(body, required=True)
             assert customer is not None
@@ -112,6 +117,10 @@ async def _sale(request: web.Request) -> web.Response:
 
 async def _cancel(request: web.Request) -> web.Response:
     return await _api_call(request, "cancel")
+
+
+async def _confirm(request: web.Request) -> web.Response:
+    return await _api_call(request, "confirm")
 
 
 async def _pay_by_checkin(request: web.Request) -> web.Response:
@@ -153,6 +162,7 @@ def create_console_app(lane: LaneControl) -> web.Application:
     app.router.add_get("/api/state", _state)
     app.router.add_post("/api/sale", _sale)
     app.router.add_post("/api/sale/cancel", _cancel)
+    app.router.add_post("/api/sale/confirm", _confirm)
     app.router.add_post("/api/pay-by-checkin", _pay_by_checkin)
     app.router.add_get("/events", _events)
     app.router.add_get("/healthz", _health)

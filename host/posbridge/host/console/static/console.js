@@ -59,10 +59,11 @@ function customerName(id) {
 function renderSale() {
   const sale = state.sale;
   const status = $("sale-status");
-  const waiting = sale && sale.status === "waiting";
-  $("cancel-button").hidden = !waiting;
-  $("charge-button").disabled = waiting;
-  $("amount-input").disabled = waiting;
+  const open = sale && (sale.status === "waiting" || sale.status === "confirm");
+  $("cancel-button").hidden = !open;
+  $("confirm-button").hidden = !(sale && sale.status === "confirm");
+  $("charge-button").disabled = open;
+  $("amount-input").disabled = open;
   if (!sale) {
     status.className = "status idle";
     status.textContent = "Enter an amount";
@@ -71,7 +72,8 @@ function renderSale() {
   const labels = {
     waiting: "Waiting for card — swipe or insert",
     approved: "Approved", declined: "Declined", offline: "Stored offline",
-    refused: "Refused", cancelled: "Cancelled",
+    refused: "Refused", cancelled: "Cancelled", processing: "Sending to the processor…",
+    confirm: "Confirm?",
   };
   status.className = "status " + sale.status;
   status.textContent = "";
@@ -147,6 +149,10 @@ $("sale-form").addEventListener("submit", async (event) => {
   const amount = parseAmount($("amount-input").value);
   if (amount === null) { showError("Enter an amount such as 12.50"); return; }
   try { await post("api/sale", {amount, customer: attached}); } catch (error) { showError(error.message); }
+});
+
+$("confirm-button").addEventListener("click", async () => {
+  try { await post("api/sale/confirm"); } catch (error) { showError(error.message); }
 });
 
 $("cancel-button").addEventListener("click", async () => {
