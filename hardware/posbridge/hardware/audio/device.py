@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ COMMON_RATES: tuple[int, ...] = (8000, 11025, 16000, 22050, 32000, 44100, 48000,
 DEFAULT_RATE = 48_000
 QUEUE_BLOCKS = 512
 _INT16_SCALE = np.float32(1.0 / 32768.0)
+_OPEN_SOURCES: weakref.WeakSet[DeviceAudioSource] = weakref.WeakSet()
 
 
 def sounddevice_module() -> ModuleType:
@@ -281,6 +283,7 @@ class DeviceAudioSource(AudioSource):
             ) from error
         self._stream = stream
         self._last_data = time.monotonic()
+        _OPEN_SOURCES.add(self)
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -296,8 +299,9 @@ class DeviceAudioSource(AudioSource):
         while not self.closed:
             time.sleep(self.retry_s)
             try:
-                sd._terminate()
-                sd._initialize()
+                if not any(source._stream is not None for source in _OPEN_SOURCES if source is not self):
+                    sd._terminate()  # PortAudio lists devices only when initialised: rescan for the
+                    sd._initialize()  # replugged card, unless another input is streaming
                 self._open_stream()
             except DeviceError as error:
                 log.debug("audio input not back yet: %s", error)
@@ -330,3 +334,4 @@ class DeviceAudioSource(AudioSource):
 
     def _close(self) -> None:
         self._close_stream()
+        _OPEN_SOURCES.discard(self)
