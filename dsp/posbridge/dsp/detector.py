@@ -7,8 +7,9 @@ head; the same samples in any block sizes give the same swipes, and
 
 How it works, per channel, in frames of 4 ms:
 
-- The level is the energy of a 4th-order high-pass (250 Hz; detection only, the decoder sees
-  the raw samples) averaged over a few frames, so DC, mic bias and mains hum do not count.
+- The level is each frame's power after removing its best quadratic fit (a high-pass near
+  250 Hz; detection only, the decoder sees the raw samples) averaged over a few frames, so DC,
+  mic bias and mains hum do not count.
 - The noise floor is the minimum level over the last second of idle frames (minimum
   statistics), so it follows the room and an input AGC up and down, but freezes during a swipe.
 - A swipe opens when a channel's level is ``open_db`` above its floor and closes after
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from posbridge.dsp.f2f import MAX_RATE, MIN_RATE, decode_segment, recover_bursts
+from posbridge.dsp.sliding import trailing_min
 from posbridge.protocols.errors import AudioFormatError, ConfigError
 from posbridge.protocols.types import Swipe, Track
 
@@ -50,7 +52,6 @@ class DetectorTuning:
     smoothing_frames: int = 3
     max_swipe_s: float = 4.0
     min_level: float = 1e-9
-    highpass_hz: float = 250.0
     keep_undecoded: bool = False
 
 
@@ -79,15 +80,13 @@ class SwipeDetector:
             self.tuning = DetectorTuning(**tuning)
         except TypeError as error:
             raise ConfigError(f"unknown detector setting: {error}", key="tuning") from error
-        from scipy.signal import butter, sosfilt_zi
-
         self.rate = float(rate)
         self.channels = channels
         self.on_segment = on_segment
         t = self.tuning
         self._frame = max(8, round(t.frame_s * rate))
-        self._sos = butter(4, min(t.highpass_hz / (rate / 2), 0.9), btype="highpass", output="sos")
-        self._zi = np.repeat(sosfilt_zi(self._sos)[:, :, None], channels, axis=2) * 0.0
+        ramp = np.linspace(-1.0, 1.0, self._frame)
+        self._basis = np.linalg.qr(np.stack((np.ones(self._frame), ramp, ramp * ramp), axis=1))[0]
         self._pre_roll = round(t.pre_roll_s * rate)
         self._post_roll = round(t.post_roll_s * rate)
         self._hangover = max(1, round(t.hangover_s / (self._frame / rate)))
@@ -96,7 +95,7 @@ class SwipeDetector:
         self._open_ratio = 10 ** (t.open_db / 10)
         self._close_ratio = 10 ** (t.close_db / 10)
         self._smoothing = max(1, int(t.smoothing_frames))
-        self._pending_energy = np.zeros((0, channels))  # high-passed samples of an unfinished frame
+        self._pending = np.zeros((0, channels))  # samples of an unfinished frame
         self._recent_energy = np.zeros((0, channels))  # last frames' energies, for smoothing
         self._idle_levels = np.zeros((0, channels))  # smoothed levels of recent idle frames
         self._level_history = np.zeros((0, channels))  # smoothed levels of the most recent frames
@@ -112,7 +111,7 @@ class SwipeDetector:
     @property
     def buffered_samples(self) -> int:
         """Samples per channel held right now (pre-roll while idle, the swipe while one is open)."""
-        return int(self._audio.shape[0] + self._pending_energy.shape[0])
+        return int(self._audio.shape[0])
 
     @property
     def in_swipe(self) -> bool:
@@ -147,22 +146,19 @@ class SwipeDetector:
 
         Returns the swipes that ended within the samples seen so far (often none).
         """
-        from scipy.signal import sosfilt
-
         samples = self._as_block(block)
         if samples.shape[0] == 0:
             return []
         self._audio = np.concatenate((self._audio, samples)) if self._audio.size else samples.copy()
         self._samples_seen += samples.shape[0]
-        filtered, self._zi = sosfilt(self._sos, samples.astype(np.float64), axis=0, zi=self._zi)
-        pending = np.concatenate((self._pending_energy, filtered))
+        pending = np.concatenate((self._pending, samples.astype(np.float64)))
         whole = pending.shape[0] // self._frame
-        self._pending_energy = pending[whole * self._frame :]
+        self._pending = pending[whole * self._frame :]
         if whole == 0:
             self._trim_idle_audio()
             return []
         framed = pending[: whole * self._frame].reshape(whole, self._frame, self.channels)
-        energies = np.mean(framed**2, axis=1)
+        energies = self._frame_energies(framed)
         return self._frames(energies)
 
     def flush(self) -> list[Swipe]:
@@ -175,6 +171,16 @@ class SwipeDetector:
         return swipes
 
     # ----------------------------------------------------------------------------- squelch
+
+    def _frame_energies(self, frames: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Mean power of each frame (shape (frames, samples, channels)) after removing its best
+        quadratic fit: a high-pass near 1 / frame length that drops DC, mic bias and mains hum.
+        Each frame's value depends on its own samples only, so any block sizes give the same levels."""
+        total = np.einsum("fsc,fsc->fc", frames, frames)
+        fitted = np.einsum("fsc,sk->fkc", frames, self._basis)
+        residual = total - np.einsum("fkc,fkc->fc", fitted, fitted)
+        result: NDArray[np.float64] = np.maximum(residual, 0.0) / self._frame
+        return result
 
     def _smoothed(self, energies: NDArray[np.float64]) -> NDArray[np.float64]:
         history = np.concatenate((self._recent_energy, energies))
@@ -189,15 +195,11 @@ class SwipeDetector:
 
     def _floors(self, levels: NDArray[np.float64]) -> NDArray[np.float64]:
         """Floor before each of ``levels`` assuming all of them idle: min over the preceding window."""
-        from scipy.ndimage import minimum_filter1d
-
         history = np.concatenate((self._idle_levels, levels))
-        size = self._floor_frames
-        padded = np.concatenate((np.full((size, self.channels), np.inf), history))
-        # minimum of the `size` levels strictly before each frame
-        minima = minimum_filter1d(padded, size=size, axis=0, origin=(size - 1) // 2, mode="nearest")
-        before: NDArray[np.float64] = minima[size - 1 : size - 1 + history.shape[0]]
-        return before[-levels.shape[0] :]
+        minima = trailing_min(history, self._floor_frames)
+        before = np.concatenate((np.full((1, self.channels), np.inf), minima[:-1]))
+        result: NDArray[np.float64] = before[-levels.shape[0] :]
+        return result
 
     def _frames(self, energies: NDArray[np.float64]) -> list[Swipe]:
         levels = self._smoothed(energies)

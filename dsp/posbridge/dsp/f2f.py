@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from posbridge.dsp.sliding import centred_max, centred_min
 from posbridge.protocols.errors import AudioFormatError, ParseError, TrackError
 from posbridge.protocols.magstripe import CHARACTER_SETS, decode_track_bits
 from posbridge.protocols.types import Direction, Track, TrackFormat
@@ -89,78 +90,99 @@ def _check_input(samples: Samples, rate: float) -> NDArray[np.float64]:
     return data
 
 
-@functools.lru_cache(maxsize=16)
-def _hann(n: int) -> NDArray[np.float64]:
-    return np.hanning(n)
+@functools.lru_cache(maxsize=1)
+def _fast_lengths() -> NDArray[np.int64]:
+    """Every 2^a 3^b 5^c up to 2^26, sorted: FFT sizes that pocketfft handles fastest."""
+    limit = 1 << 26
+    values = [
+        two * three * five
+        for two in (1 << a for a in range(27))
+        for three in (3**b for b in range(17))
+        if two * three <= limit
+        for five in (5**c for c in range(12))
+        if two * three * five <= limit
+    ]
+    return np.array(sorted(values), dtype=np.int64)
 
 
-def estimate_cell_samples(data: NDArray[np.float64], rate: float) -> float | None:
-    """Typical bit-cell length in samples from the spectrum's peak (None: nothing F2F-like)."""
-    n = data.size
-    if n < 64:
-        return None
-    from scipy.fft import next_fast_len, rfft
-    from scipy.ndimage import minimum_filter1d
+def _fast_length(n: int) -> int:
+    lengths = _fast_lengths()
+    index = int(np.searchsorted(lengths, n))
+    return int(lengths[index]) if index < lengths.size else n
 
-    size = next_fast_len(n, real=True)
-    spectrum = np.abs(rfft((data - data.mean()) * _hann(n), size)) ** 2
-    spectrum = minimum_filter1d(spectrum, size=7, mode="nearest")
-    freqs = np.fft.rfftfreq(size, 1.0 / rate)
+
+def _cell_from_spectrum(power: NDArray[np.float64], freqs: NDArray[np.float64], rate: float) -> float | None:
+    """Typical bit-cell length in samples from the peak of the power spectrum (module step 1).
+
+    Power is taken per sixth of an octave as the mean log of the spectrum after a 7-bin running
+    minimum, so mains-hum lines and their harmonics do not count.
+    """
     low = 80.0
     high = rate / 2
-    if high <= low * 1.5:
+    if high <= low * 1.5 or power.size < 16:
         return None
+    smooth = centred_min(power, 7)
     edges = low * 2.0 ** (np.arange(0, math.log2(high / low) * 6 + 1) / 6)
     index = np.unique(np.searchsorted(freqs, edges))
-    index = index[index < spectrum.size]
+    index = index[index < power.size]
     if index.size < 2:
         return None
-    log_power = np.log(spectrum + 1e-300)
+    log_power = np.log(smooth + 1e-300)
     sums = np.add.reduceat(log_power, index)[:-1]
     counts = np.diff(index)
     centres = np.sqrt(freqs[index[:-1]] * freqs[np.maximum(index[1:] - 1, index[:-1])] + 1e-9)
-    densities = sums / counts
-    peak = float(centres[int(np.argmax(densities))])
-    if peak <= 0:
-        return None
-    return 0.75 * rate / peak
+    peak = float(centres[int(np.argmax(sums / counts))])
+    return 0.75 * rate / peak if peak > 0 else None
 
 
-@functools.lru_cache(maxsize=256)
-def _band_filter(log_cell_step: int) -> NDArray[np.float64]:
-    """Zero-phase band-pass sections for a cell length of exp(log_cell_step / 40) samples."""
-    from scipy.signal import butter
-
-    cell = math.exp(log_cell_step / 40)
+def _band_gain(freqs_per_sample: NDArray[np.float64], cell: float) -> NDArray[np.float64]:
+    """Zero-phase band-pass gain: a 2nd-order Butterworth pair (0.25/cell, 4/cell) run both ways."""
     low = 0.25 / cell
     high = 4.0 / cell
-    if high < 0.45:
-        sos = butter(2, [low / 0.5, high / 0.5], btype="bandpass", output="sos")
-    else:
-        sos = butter(2, low / 0.5, btype="highpass", output="sos")
-    return np.asarray(sos, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        highpass = 1.0 / (1.0 + (low / np.maximum(freqs_per_sample, 1e-12)) ** 4)
+    lowpass = 1.0 / (1.0 + (freqs_per_sample / high) ** 4) if high < 0.45 else 1.0
+    gain: NDArray[np.float64] = highpass * lowpass
+    return gain
+
+
+def band_limited(samples: Samples, rate: float) -> tuple[NDArray[np.float64], float, float] | None:
+    """The band-limited, decimated signal of one channel (module step 1).
+
+    Returns ``(signal, step, cell)``: sample ``j`` of ``signal`` lies at ``j * step`` samples of
+    the input, and ``cell`` is the typical bit-cell length in input samples. None when the input is
+    too short or holds nothing F2F-like. One real FFT does the spectrum, the zero-phase band-pass
+    and the decimation (to about 20 samples per cell when cells are longer).
+    """
+    data = _check_input(samples, rate)
+    n = data.size
+    if n < 64:
+        return None
+    centred = data - data.mean()
+    size = _fast_length(n + max(n // 4, 256))
+    spectrum = np.fft.rfft(centred, size)
+    freqs = np.arange(spectrum.size, dtype=np.float64) * (rate / size)
+    cell = _cell_from_spectrum(spectrum.real**2 + spectrum.imag**2, freqs, rate)
+    if cell is None:
+        return None
+    factor = max(1, int(cell // 20))
+    out_size = -(-size // factor)
+    bins = min(out_size // 2 + 1, spectrum.size)
+    shaped = spectrum[:bins] * _band_gain(np.arange(bins) / size, cell)
+    signal = np.fft.irfft(shaped, out_size) * (out_size / size)
+    step = size / out_size
+    return signal[: math.ceil(n / step)], step, cell
 
 
 def find_pulses(samples: Samples, rate: float) -> Pulses | None:
     """Candidate pulses of one channel (see module docstring, steps 1-2); None if nothing to find."""
-    from scipy.ndimage import maximum_filter1d
-    from scipy.signal import resample_poly, sosfiltfilt
-
-    data = _check_input(samples, rate)
-    cell = estimate_cell_samples(data, rate)
-    if cell is None:
+    limited = band_limited(samples, rate)
+    if limited is None:
         return None
-    factor = max(1, int(cell // 20))
-    work = data - data.mean()
-    if factor > 1:
-        work = resample_poly(work, 1, factor)
-    work_cell = cell / factor
-    if work.size < 16:
+    y, step, cell = limited
+    work_cell = cell / step
+    if y.size < 16:
         return None
-    sos = _band_filter(round(math.log(work_cell) * 40))
-    padlen = min(work.size - 1, 3 * int(work_cell * 4))
-    filtered = sosfiltfilt(sos, work, padlen=padlen)
-    y = filtered
     left = y[1:-1] - y[:-2]
     right = y[1:-1] - y[2:]
     is_max = (left > 0) & (right >= 0)
@@ -175,11 +197,11 @@ def find_pulses(samples: Samples, rate: float) -> Pulses | None:
     offset = np.clip(offset, -0.5, 0.5)
     peak = y0 - 0.25 * (ym - yp) * offset
     window = max(3, int(4 * work_cell) | 1)
-    envelope = maximum_filter1d(np.abs(y), size=window, mode="nearest")[centre]
+    envelope = centred_max(np.abs(y), window)[centre]
     envelope = np.maximum(envelope, 1e-30)
     strengths = np.abs(peak) / envelope
     keep = strengths > 0.12
-    times = (centre[keep] + offset[keep]) * factor
+    times = (centre[keep] + offset[keep]) * step
     return Pulses(
         times=times.astype(np.float64),
         signs=np.where(peak[keep] > 0, 1, -1).astype(np.int8),
