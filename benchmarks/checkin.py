@@ -56,6 +56,14 @@ def random_frame(rng: random.Random, index: int) -> IBeacon | AltBeacon | Eddyst
     return EddystoneUid(-18, "00112233445566778899", f"{index:012x}")
 
 
+def person(rng: random.Random, index: int, path: Path, seed: int) -> Iterable[Advertisement]:
+    """The adverts received from one person's phone or tag (random radio, rotating address)."""
+    beacon = SimBeacon(
+        random_frame(rng, index), path, random_radio(rng), rotate_address_s=rng.uniform(20, 120)
+    )
+    return Scene([beacon], seed=seed).advertisements()
+
+
 def run(tracker: CheckInTracker, adverts: Iterable[Advertisement]) -> list[PresenceEvent]:
     """The check-in pipeline as the scanner drives it: parse, skip malformed, observe; flush at the end."""
     events: list[PresenceEvent] = []
@@ -87,11 +95,11 @@ def visit(rng: random.Random, index: int, seed: int) -> VisitResult:
     speed = rng.uniform(1.0, 1.4)
     start = rng.uniform(0.0, 5.0)
     door = (DOOR[0], rng.uniform(-2.0, 2.0))
-    path = Path.route(start, [(*door, 0.0), (*spot, stay), (*DOOR, 0.0), (40.0, rng.uniform(-5, 5), 0.0)], speed)
+    stops = [(*door, 0.0), (*spot, stay), (*DOOR, 0.0), (40.0, rng.uniform(-5, 5), 0.0)]
+    path = Path.route(start, stops, speed)
     arrive = path.waypoints[1].t
     leave = path.waypoints[2].t
-    beacon = SimBeacon(random_frame(rng, index), path, random_radio(rng), rotate_address_s=rng.uniform(20, 120))
-    events = run(CheckInTracker(any_beacon=True), Scene([beacon], seed=seed * 100_003 + index).advertisements())
+    events = run(CheckInTracker(any_beacon=True), person(rng, index, path, seed * 100_003 + index))
     check_ins = [event for event in events if isinstance(event, CheckIn)]
     check_outs = [event for event in events if isinstance(event, CheckOut)]
     latency = check_ins[0].t - arrive if check_ins else None
@@ -118,8 +126,7 @@ def far_person(rng: random.Random, index: int, seed: int) -> int:
             t += dwell + 6.0
         path = Path.route(0.0, stops, rng.uniform(0.5, 1.2))
         path = _keep_away(path, 3.5)
-    beacon = SimBeacon(random_frame(rng, index), path, random_radio(rng), rotate_address_s=rng.uniform(20, 120))
-    events = run(CheckInTracker(any_beacon=True), Scene([beacon], seed=seed * 100_019 + index).advertisements())
+    events = run(CheckInTracker(any_beacon=True), person(rng, index, path, seed * 100_019 + index))
     return sum(isinstance(event, CheckIn) for event in events)
 
 
@@ -198,11 +205,11 @@ def main() -> int:
     print(f"visits: {args.visits}, far people: {args.far}, seed {args.seed}")
     print(f"checked in within 5 s of arriving, once:  {pct(on_time, args.visits)}   (target >= 98 %)")
     print(f"  checked in exactly once:                 {pct(once, args.visits)}")
-    print(f"  check-in latency median / p95 / max:     {quantile(latencies, 0.5)} / {quantile(latencies, 0.95)}"
-          f" / {quantile(latencies, 1.0)}")  # fmt: skip
+    spread = " / ".join(quantile(latencies, q) for q in (0.5, 0.95, 1.0))
+    print(f"  check-in latency median / p95 / max:     {spread}")
     print(f"checked out within 20 s of leaving:        {pct(out_on_time, args.visits)}   (target >= 98 %)")
-    print(f"  check-out delay median / p95 / max:      {quantile(delays, 0.5)} / {quantile(delays, 0.95)}"
-          f" / {quantile(delays, 1.0)}")  # fmt: skip
+    spread = " / ".join(quantile(delays, q) for q in (0.5, 0.95, 1.0))
+    print(f"  check-out delay median / p95 / max:      {spread}")
     print(f"  checked out while still at the counter:  {sum(r.dropped_while_there for r in results)}")
     print(f"far people (>= 3.5 m) checked in:          {sum(1 for n in far if n)} of {args.far}   (target 0)")
     print(f"throughput, parse + tracking, one core:    {rate:,.0f} adverts/s   (target >= 20,000)")
