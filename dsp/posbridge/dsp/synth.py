@@ -15,6 +15,7 @@ high-pass, and clipping.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -151,6 +152,19 @@ def _readback(
     return signal
 
 
+def _ac_couple(samples: NDArray[np.float64], corner_hz: float, rate: float) -> NDArray[np.float64]:
+    """A first-order RC high-pass (the coupling capacitor), applied by FFT with enough zero padding
+    for its impulse response to die out: H(z) = (1 + p)/2 (1 - 1/z) / (1 - p/z), p = exp(-2π fc / rate)."""
+    pole = math.exp(-2 * math.pi * corner_hz / rate)
+    tail = int(min(20 * rate / (2 * math.pi * corner_hz), 10 * rate))
+    size = samples.shape[0] + tail
+    z_inverse = np.exp(-2j * np.pi * np.fft.rfftfreq(size))
+    response = (1 + pole) / 2 * (1 - z_inverse) / (1 - pole * z_inverse)
+    filtered = np.fft.irfft(np.fft.rfft(samples, size, axis=0) * response[:, None], size, axis=0)
+    result: NDArray[np.float64] = filtered[: samples.shape[0]]
+    return result
+
+
 def synthesize_swipe(
     tracks: Sequence[TrackSpec] | Card,
     params: SwipeParams,
@@ -226,10 +240,7 @@ def synthesize_swipe(
         out += rng.normal(0.0, np.sqrt(noise_power), out.shape)
     out += params.dc_offset
     if params.ac_coupling_hz is not None:
-        from scipy.signal import lfilter
-
-        pole = np.exp(-2 * np.pi * params.ac_coupling_hz / params.rate)
-        out = lfilter([(1 + pole) / 2, -(1 + pole) / 2], [1, -pole], out, axis=0)
+        out = _ac_couple(out, params.ac_coupling_hz, params.rate)
     if params.clip_level is not None:
         np.clip(out, -params.clip_level, params.clip_level, out=out)
     peak_now = max(float(np.max(np.abs(out))), 1e-12)
