@@ -50,6 +50,11 @@ from posbridge.protocols.types import Swipe
 log = logging.getLogger(__name__)
 
 FIRMWARE_VERSION = "posbridge-dongle/0.1"
+FAST_RETRIES = 2
+"""Rounds the host leaves unanswered at the base timeout before the backoff starts doubling."""
+MIN_RESEND_FRAMES = 4
+"""A resend round repeats its fragments until it holds this many (noisy lines lose short rounds)."""
+MAX_COPIES = 4
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class _Transmission:
     fragments: list[Frame]
     missing: set[int]
     rounds: int = 0
-    quiet_rounds: int = 0
+    silent_rounds: int = 0
     due: float = 0.0
     sent_at: float = 0.0
     timed: bool = False
@@ -116,6 +121,7 @@ class Dongle:
         self._started = time.monotonic()
         self._encrypt_lock = threading.Lock()
         self._srtt = 0.05
+        self._last_heard = 0.0
         self._tx: _Transmission | None = None
         self._link: Link | None = None
         self._decoder = FrameDecoder()
@@ -194,9 +200,9 @@ class Dongle:
 
     def _timeout(self) -> float:
         base = max(self.settings.min_timeout_s, 2.5 * self._srtt)
-        return float(
-            min(base * (2 ** min(self._tx.quiet_rounds if self._tx else 0, 10)), self.settings.max_backoff_s)
-        )
+        silent = self._tx.silent_rounds if self._tx else 0
+        backoff = 2 ** min(max(silent - FAST_RETRIES, 0), 10)
+        return float(min(base * backoff, self.settings.max_backoff_s))
 
     def _transmit(self, now: float) -> None:
         head = self.outbox.head()
@@ -210,17 +216,18 @@ class Dongle:
         if now < tx.due:
             return
         flags = FrameFlags.RETRANSMIT if tx.rounds else FrameFlags.NONE
-        batch = [
-            tx.fragments[index].with_flags(flags) for index in sorted(tx.missing or range(len(tx.fragments)))
-        ]
+        wanted = sorted(tx.missing) if tx.missing else [len(tx.fragments) - 1]
+        copies = min(-(-MIN_RESEND_FRAMES // len(wanted)), MAX_COPIES) if tx.rounds else 1
+        batch = [tx.fragments[index].with_flags(flags) for _ in range(copies) for index in wanted]
         if tx.rounds:
             self.stats.retransmitted_fragments += len(batch)
+            heard_since_last_round = self._last_heard >= tx.sent_at
+            tx.silent_rounds = 0 if heard_since_last_round else tx.silent_rounds + 1
         self._send(batch)
         tx.rounds += 1
         tx.sent_at = time.monotonic()
         tx.timed = False
         tx.due = tx.sent_at + self._timeout()
-        tx.quiet_rounds += 1
 
     def _progress(self, seq: int, received: int | None) -> None:
         tx = self._tx
@@ -232,10 +239,8 @@ class Dongle:
             tx.timed = True
         if received is None:
             return
-        newly = {index for index in tx.missing if received >> index & 1}
-        if newly:
-            tx.missing -= newly
-            tx.quiet_rounds = 0
+        missing = {index for index in range(len(tx.fragments)) if not received >> index & 1}
+        tx.missing = missing
 
     def _handle(self, frame: Frame) -> None:
         message = frame.message()
@@ -263,6 +268,7 @@ class Dongle:
                 if isinstance(item, UnsupportedFrame):
                     self._send([Frame.of(nak_for(item), 0)])
                 continue
+            self._last_heard = time.monotonic()
             try:
                 self._handle(item)
             except FrameError as error:

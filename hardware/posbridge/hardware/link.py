@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import os
 import random
 import threading
 import time
@@ -288,3 +289,81 @@ def open_link(
                 raise UsageError(f"a serial device URL takes only ?baudrate=N, not {key}={value}", url=url)
             baudrate = int(value)
     return SerialLink(target, baudrate=baudrate, read_timeout=read_timeout)
+
+
+class NullModem:
+    """A virtual null-modem cable: two pseudo-terminals whose traffic is relayed both ways.
+
+    Open :attr:`paths` ``[0]`` and ``[1]`` with :func:`open_link` (real pyserial on both ends), one
+    per process. ``baud`` (0: as fast as possible) paces each direction like a UART line at that
+    rate, 10 bits per byte. Bytes that find the far side's input buffer full are dropped and
+    counted in :attr:`overruns`, as a UART would. Use it as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, baud: int = 0) -> None:
+        import tty
+
+        self.baud = baud
+        self.overruns = 0
+        self._stop = threading.Event()
+        self._fds: list[int] = []
+        masters, paths = [], []
+        for _ in range(2):
+            master, slave = os.openpty()
+            tty.setraw(slave)
+            os.set_blocking(master, False)
+            self._fds += [master, slave]
+            masters.append(master)
+            paths.append(os.ttyname(slave))
+        self.paths: tuple[str, str] = (paths[0], paths[1])
+        self._threads = [
+            threading.Thread(
+                target=self._relay, args=(masters[0], masters[1]), daemon=True, name="null-modem a>b"
+            ),
+            threading.Thread(
+                target=self._relay, args=(masters[1], masters[0]), daemon=True, name="null-modem b>a"
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _relay(self, source: int, sink: int) -> None:
+        import select
+
+        while not self._stop.is_set():
+            ready, _, _ = select.select([source], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = os.read(source, 4096)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                time.sleep(0.01)
+                continue
+            if self.baud:
+                time.sleep(len(data) * BITS_PER_BYTE / self.baud)
+            try:
+                written = os.write(sink, data)
+            except (BlockingIOError, OSError):
+                written = 0
+            self.overruns += len(data) - written
+
+    def close(self) -> None:
+        """Stop relaying and close both pseudo-terminals."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        for descriptor in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

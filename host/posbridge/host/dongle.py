@@ -44,6 +44,11 @@ from posbridge.protocols.types import EncryptedCardData
 
 log = logging.getLogger(__name__)
 
+ACK_COPIES = 2
+"""Each ACK is sent twice: it costs a few bytes and halves the resends a lost ACK causes."""
+MAX_HELD = 64
+"""Whole frames kept (not yet ACKed) while the dongle has not said who it is."""
+
 
 @dataclass(frozen=True)
 class DongleSwipe:
@@ -109,6 +114,7 @@ class DongleSession:
         self.device_info: DeviceInfo | None = None
         self._remember = remember
         self._delivered: dict[str, collections.OrderedDict[int, None]] = {}
+        self._held: list[tuple[Frame, SwipeMessage | ChipMessage]] = []
 
     def feed(self, data: bytes) -> tuple[list[Frame], list[DongleEvent]]:
         """Process received bytes."""
@@ -140,6 +146,10 @@ class DongleSession:
 
     def _handle(self, frame: Frame, replies: list[Frame], events: list[DongleEvent]) -> None:
         if frame.type is MessageType.FRAGMENT:
+            if self.device is not None and frame.seq in self._delivered.get(self.device, {}):
+                self.quality.duplicates += 1
+                replies.extend([Frame.of(Ack(frame.seq), 0)] * ACK_COPIES)
+                return
             whole = self.reassembler.add(frame)
             if whole is None:
                 replies.append(Frame.of(FragmentAck(frame.seq, self.reassembler.received_mask(frame.seq)), 0))
@@ -151,6 +161,9 @@ class DongleSession:
         elif isinstance(message, DeviceInfo):
             self.device_info = message
             self.device = message.serial_number
+            held, self._held = self._held, []
+            for held_frame, held_message in held:
+                self._deliver(held_frame, held_message, replies, events)
         elif isinstance(message, Hello):
             replies.append(Frame.of(Hello(role="host"), 0))
         elif isinstance(message, Heartbeat):
@@ -167,6 +180,8 @@ class DongleSession:
         events: list[DongleEvent],
     ) -> None:
         if self.device is None:
+            if all(held.seq != frame.seq for held, _ in self._held) and len(self._held) < MAX_HELD:
+                self._held.append((frame, message))
             replies.append(Frame.of(Hello(role="host"), 0))
             return
         seen = self._delivered.setdefault(self.device, collections.OrderedDict())
@@ -186,7 +201,8 @@ class DongleSession:
             seen[frame.seq] = None
             while len(seen) > self._remember:
                 seen.popitem(last=False)
-        replies.append(Frame.of(Ack(frame.seq), 0))
+        ack = Frame.of(Ack(frame.seq), 0)
+        replies.extend([ack] * ACK_COPIES)
 
     def hello(self) -> Frame:
         """The HELLO the host sends until it knows the device."""
