@@ -183,3 +183,22 @@ def test_listen_duration_stops_the_stream(capsys: pytest.CaptureFixture[str]) ->
     assert capsys.readouterr().out == ""
     assert main(["listen", "--audio", VIRTUAL, "--json", "--duration", "2.0"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_listen_stdin_from_a_terminal_is_a_usage_error() -> None:
+    controller, terminal = pty.openpty()
+    command = [str(POSBRIDGE)] if POSBRIDGE.exists() else [sys.executable, "-m", "posbridge.host"]
+    try:
+        result = subprocess.run(
+            [*command, "listen", "--audio", "stdin://?rate=48000"],
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 2
+    assert "standard input is a terminal" in result.stderr

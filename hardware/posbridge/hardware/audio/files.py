@@ -133,6 +133,12 @@ class StdinAudioSource(AudioSource):
         super().__init__(url, rate, channels)
         self.format = fmt
         self.block_frames = block_frames or max(rate // 100, 1)
+        if stream is None and sys.stdin.isatty():
+            raise UsageError(
+                f"{url} reads raw PCM from a pipe, but standard input is a terminal; "
+                "e.g. arecord -f S16_LE -r 48000 -c 1 | posbridge listen --audio 'stdin://?rate=48000'",
+                url=url,
+            )
         self._stream: BinaryIO = stream if stream is not None else sys.stdin.buffer
         self._pending = b""
         self._header_checked = False
