@@ -133,6 +133,8 @@ class StdinAudioSource(AudioSource):
         super().__init__(url, rate, channels)
         self.format = fmt
         self.block_frames = block_frames or max(rate // 100, 1)
+        if stream is None and sys.stdin is None:
+            raise UsageError(f"{url}: this process has no standard input", url=url)
         if stream is None and sys.stdin.isatty():
             raise UsageError(
                 f"{url} reads raw PCM from a pipe, but standard input is a terminal; "
