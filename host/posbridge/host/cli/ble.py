@@ -87,9 +87,14 @@ def run(args: argparse.Namespace) -> int:
                 if args.ble_action == "record" and args.output != "-":
                     stream.close()
 
-    try:
-        asyncio.run(main())
-    finally:
+    def summary() -> None:
         stats = scanner.stats
         sys.stderr.write(f"posbridge ble: {stats.adverts} adverts, {stats.malformed} malformed\n")
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        summary()
+        raise
+    summary()
     return 0

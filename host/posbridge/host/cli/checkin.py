@@ -75,12 +75,17 @@ def run(args: argparse.Namespace) -> int:
             async for event in tracker.track(scanner):
                 show(event)
 
-    try:
-        asyncio.run(main())
-    finally:
+    def summary() -> None:
         stats = scanner.stats
         sys.stderr.write(
             f"posbridge checkin: {stats.adverts} adverts, {stats.beacons} beacon, "
             f"{stats.malformed} malformed ignored, {stats.restarts} scan restarts\n"
         )
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        summary()
+        raise
+    summary()
     return 0
