@@ -168,3 +168,15 @@ def test_segments_reach_the_callback_with_pre_roll(np_rng: np.random.Generator) 
     assert channel == 0
     assert start < truth[0][0] <= swipes[0].started_at + 0.05
     assert start + size / RATE >= swipes[0].ended_at
+
+
+def test_long_tone_then_swipe_is_block_size_invariant(np_rng: np.random.Generator) -> None:
+    """A tone longer than max_swipe_s forces a close and resets the floor; blocks must not matter."""
+    session, truth = _session(np_rng, 5, 1)
+    mixed = np.concatenate((np.random.default_rng(2).normal(0, 0.001, 6 * RATE).astype(np.float32), session))
+    t = np.arange(mixed.size) / RATE
+    mixed += np.where((t > 0.2) & (t < 5.5), 0.05 * np.sin(2 * np.pi * 700 * t), 0.0).astype(np.float32)
+    batch = decode_recording(mixed, RATE)
+    assert [swipe.tracks[0].text for swipe in batch] == [text for _, text in truth]
+    sizes = np.random.default_rng(3).integers(1, 8193, size=mixed.size // 3000).tolist()
+    assert _feed(SwipeDetector(RATE), mixed, sizes) == batch
