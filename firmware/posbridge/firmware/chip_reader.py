@@ -24,9 +24,9 @@ from posbridge.protocols.link import SEQ_MODULUS, ChipMessage, Frame, FrameFlags
 
 VISA_CREDIT_AID = bytes.fromhex("A0000000031010")
 SW_OK = b"\x90\x00"
-PDOL = bytes.fromhex("9F1A02" "9F3704")
-CDOL1 = bytes.fromhex("9F0206" "9F0306" "9F1A02" "9505" "5F2A02" "9A03" "9C01" "9F3704")
-CDOL2 = bytes.fromhex("8A02" "9F3704")
+PDOL = bytes.fromhex("9F1A029F3704")
+CDOL1 = bytes.fromhex("9F02069F03069F1A0295055F2A029A039C019F3704")
+CDOL2 = bytes.fromhex("8A029F3704")
 BURST_GAP_SECONDS = 0.002
 
 
@@ -77,7 +77,7 @@ def make_test_transcript(
     proprietary = build_tlv("50", b"TEST CREDIT") + build_tlv("87", b"\x01") + build_tlv("9F38", PDOL)
     fci = build_tlv("6F", build_tlv("84", VISA_CREDIT_AID) + build_tlv("A5", proprietary))
     gpo_command = emv.get_processing_options(emv.build_dol_data(PDOL, terminal))
-    afl = bytes.fromhex("08010100" "10010200")
+    afl = bytes.fromhex("0801010010010200")
     gpo = build_tlv("77", build_tlv("82", bytes.fromhex("3900")) + build_tlv("94", afl))
     record_1 = build_tlv(
         "70",

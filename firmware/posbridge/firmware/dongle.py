@@ -147,8 +147,10 @@ class Dongle:
                 FrameFlags.ACK_REQUESTED,
             )
             self.outbox.put(frame, swipe.ended_at)
-            self.counter.mark_consumed(swipe.ended_at)
             self.stats.swipes_encrypted += 1
+        link = self._link
+        if link is not None:
+            link.wake()
         log.info("swipe seq %d encrypted under KSN %s", seq, ksn.hex().upper())
         return frame
 
@@ -246,6 +248,9 @@ class Dongle:
         message = frame.message()
         if isinstance(message, Ack):
             self._progress(message.acked_seq, None)
+            entry = self.outbox.get(message.acked_seq)
+            if entry is not None:
+                self.counter.mark_consumed(entry.source_end)
             if self.outbox.remove(message.acked_seq):
                 self.stats.acks += 1
                 log.info("frame seq %d acknowledged", message.acked_seq)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from posbridge.protocols import dukpt
-from posbridge.protocols.errors import KeyMaterialError
+from posbridge.protocols.errors import KeyMaterialError, KsnExhaustedError
 
 KEY_FILE_FORMAT = "posbridge-dukpt-key/1"
 STATE_FILE_FORMAT = "posbridge-dongle-state/1"
@@ -139,12 +140,15 @@ def load_key(key_file: Path) -> DongleKey:
     return DongleKey(scheme, initial_key, initial_ksn, serial_number)
 
 
+RESERVE_AHEAD = 16
+"""KSNs and sequence numbers made durable per state write; a crash skips at most this many."""
+
+
 @dataclass
 class DongleState:
-    """Persistent counters: last KSN counter used, last frame sequence used, audio consumed up to.
-
-    ``consumed_until`` is the stream time (s) of the end of the last swipe stored in the outbox;
-    after a restart on the same audio the dongle skips swipes that ended by then.
+    """What the state file holds: the KSN counter and frame sequence reserved up to, and the audio
+    stream time (s) up to which swipes are safely stored (after a restart on the same audio the
+    dongle skips swipes that ended by then).
     """
 
     initial_ksn: bytes
@@ -165,16 +169,22 @@ class DongleState:
 
 
 class KsnCounter:
-    """Hands out each KSN once, persisting the counter before returning it.
+    """Hands out each KSN (and frame sequence number) once, durably reserved before use.
 
-    ``state_file`` holds :class:`DongleState`; when it belongs to another initial KSN (the dongle was
-    re-provisioned) the counter starts again for the new key while the sequence numbers go on.
+    The state file records a high-water mark :data:`RESERVE_AHEAD` counters beyond the last one
+    handed out, so most transactions need no disk write; after a crash or reboot counting resumes
+    above the mark (skipping KSNs is allowed, reusing one is not). When the state belongs to
+    another initial KSN (the dongle was re-provisioned) the counter starts again for the new key
+    while the sequence numbers go on. Thread-safe.
     """
 
     def __init__(self, key: DongleKey, state_file: Path) -> None:
         self.key = key
         self.state_file = state_file
+        self._lock = threading.Lock()
         self.state = self._load()
+        self.counter = self.state.counter
+        self.seq = self.state.seq
 
     def _load(self) -> DongleState:
         try:
@@ -202,18 +212,33 @@ class KsnCounter:
 
     @property
     def current_ksn(self) -> bytes:
-        """The KSN of the last transaction (counter 0 before the first)."""
-        return self.key.ksn_for(self.state.counter)
+        """The KSN of the last transaction handed out (or the reserved mark after a restart)."""
+        return self.key.ksn_for(self.counter)
 
     def reserve(self) -> tuple[bytes, int]:
-        """A fresh KSN and frame sequence number, durable before they are returned."""
-        self.state.counter = self.key.next_counter(self.state.counter)
-        self.state.seq += 1
-        self._save()
-        return self.key.ksn_for(self.state.counter), self.state.seq
+        """A fresh KSN and frame sequence number, durable before they are returned.
+
+        Raises :class:`~posbridge.protocols.errors.KsnExhaustedError` once the counter is used up.
+        """
+        with self._lock:
+            counter = self.key.next_counter(self.counter)
+            seq = self.seq + 1
+            if counter > self.state.counter or seq > self.state.seq:
+                mark = counter
+                for _ in range(RESERVE_AHEAD):
+                    try:
+                        mark = self.key.next_counter(mark)
+                    except KsnExhaustedError:
+                        break
+                self.state.counter = mark
+                self.state.seq = seq + RESERVE_AHEAD
+                self._save()
+            self.counter, self.seq = counter, seq
+            return self.key.ksn_for(counter), seq
 
     def mark_consumed(self, stream_time: float) -> None:
-        """Record that swipes ending at or before ``stream_time`` are safely in the outbox."""
-        if stream_time > self.state.consumed_until:
-            self.state.consumed_until = stream_time
-            self._save()
+        """Record durably that swipes ending at or before ``stream_time`` need no capture again."""
+        with self._lock:
+            if stream_time > self.state.consumed_until:
+                self.state.consumed_until = stream_time
+                self._save()

@@ -65,6 +65,11 @@ class Outbox:
         with self._lock:
             self._entries[frame.seq] = OutboxEntry(frame, source_end)
 
+    def get(self, seq: int) -> OutboxEntry | None:
+        """The entry of frame ``seq``, if held."""
+        with self._lock:
+            return self._entries.get(seq)
+
     def remove(self, seq: int) -> bool:
         """Drop the frame ``seq`` (acknowledged); False if it was not there."""
         with self._lock:

@@ -70,6 +70,9 @@ class Link(abc.ABC):
     def _close(self) -> None:  # noqa: B027 - optional hook
         """Hook: release the backend's resources."""
 
+    def wake(self) -> None:  # noqa: B027 - optional hook
+        """Make a ``read`` blocked in another thread return early (if the backend can)."""
+
     def write(self, data: bytes) -> None:
         """Send ``data``."""
         if self.closed:
@@ -141,6 +144,12 @@ class SerialLink(Link):
         except (serial.SerialException, OSError, TypeError) as error:
             raise DeviceDisconnected(f"link {self.url} went away while reading", url=self.url) from error
         return data
+
+    def wake(self) -> None:
+        cancel_read = getattr(self.port, "cancel_read", None)
+        if cancel_read is not None:
+            with contextlib.suppress(serial.SerialException, OSError):
+                cancel_read()
 
     def _close(self) -> None:
         with contextlib.suppress(serial.SerialException, OSError):
@@ -233,6 +242,9 @@ class FaultyLink(Link):
         if data and self.direction != "tx":
             data = self.damage(data, self._rx_rng)
         return data
+
+    def wake(self) -> None:
+        self.inner.wake()
 
     def _close(self) -> None:
         self.inner.close()
