@@ -1,0 +1,227 @@
+"""Transaction queue benchmark (issue 7, "Targets"), side by side in one run.
+
+    .venv/bin/python benchmarks/queue.py [--captures 2000] [--forward 3000] [--jetstream 5000] [--json]
+
+- Durable captures/s and capture latency (p50/p99) of :class:`TransactionQueue`: SQLite WAL,
+  ``synchronous=FULL``, one ``BEGIN IMMEDIATE`` transaction per capture, card data sealed with
+  AES-GCM under a per-record key, risk rules and offline limits checked. Target: at least
+  persist-queue's durable puts/s on the same machine and disk; p99 <= 10 ms.
+- persist-queue's durable puts/s: ``persistqueue.SQLiteQueue(auto_commit=True)`` (WAL, SQLite's
+  default ``synchronous=FULL``: a commit and fsync per put), same payload size, same directory.
+- Forwarding tx/s: a full queue drained by :class:`Forwarder` against ``posbridge processor-sim``
+  running in its own process on loopback. Target: >= 500 tx/s.
+- JetStream ingest tx/s: a lane's outbox published to a real ``nats-server -js`` (file storage),
+  each message acknowledged by the server and marked in the outbox. Target: >= 2,000 tx/s.
+
+Everything runs in a temporary directory next to the current one (same disk as the checkout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from posbridge.host.forwarder import Forwarder
+from posbridge.host.queue import DeviceKey, OfflineLimits, RiskRules, TransactionQueue
+from posbridge.protocols.cards import generate_test_pan
+from posbridge.protocols.types import Card
+
+LIMITS = OfflineLimits(10**8, 10**14, 10**7)
+RULES = RiskRules(velocity_max=10**6)
+DEVICE_KEY = DeviceKey(bytes(range(32)))
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value at ``fraction`` (0-1) of the sorted values (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def cards(count: int, seed: int) -> list[Card]:
+    rng = random.Random(seed)
+    pans: set[str] = set()
+    while len(pans) < count:
+        pans.add(generate_test_pan(rng, prefix="400000"))
+    return [Card(pan, "3012", "101") for pan in sorted(pans)]
+
+
+def fill(queue: TransactionQueue, count: int, seed: int) -> list[float]:
+    latencies = []
+    for index, card in enumerate(cards(count, seed)):
+        started = time.perf_counter()
+        queue.capture(100 + index, "USD", card, keyed=True)
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def bench_captures(workdir: Path, count: int) -> dict[str, float]:
+    queue = TransactionQueue(workdir / "captures.db", device_key=DEVICE_KEY, limits=LIMITS, rules=RULES)
+    started = time.perf_counter()
+    latencies = fill(queue, count, 1)
+    elapsed = time.perf_counter() - started
+    queue.close()
+    return {
+        "per_s": count / elapsed,
+        "p50_ms": statistics.median(latencies) * 1e3,
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
+    }
+
+
+def bench_persist_queue(workdir: Path, count: int) -> dict[str, float]:
+    import persistqueue
+
+    queue = persistqueue.SQLiteQueue(str(workdir / "persist-queue"), auto_commit=True)
+    payload = {"key": "tx_" + "0" * 32, "amount": 1234, "currency": "USD", "sealed": os.urandom(160)}
+    latencies = []
+    started = time.perf_counter()
+    for _ in range(count):
+        begin = time.perf_counter()
+        queue.put(payload)
+        latencies.append(time.perf_counter() - begin)
+    elapsed = time.perf_counter() - started
+    return {
+        "per_s": count / elapsed,
+        "p50_ms": statistics.median(latencies) * 1e3,
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def bench_forwarding(workdir: Path, count: int) -> dict[str, float]:
+    queue = TransactionQueue(workdir / "forward.db", device_key=DEVICE_KEY, limits=LIMITS, rules=RULES)
+    fill(queue, count, 2)
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "posbridge.host", "processor-sim", "--port", "0", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        url = json.loads(sim.stdout.readline())["url"]
+
+        async def drain() -> tuple[int, float]:
+            async with Forwarder(queue, url, concurrency=64, batch=256, stagger_s=0.0) as forwarder:
+                started = time.perf_counter()
+                report = await forwarder.drain()
+                return report.answered, time.perf_counter() - started
+
+        answered, elapsed = asyncio.run(drain())
+    finally:
+        sim.terminate()
+        sim.wait()
+        queue.close()
+    if answered != count:
+        raise SystemExit(f"forwarding answered {answered} of {count}")
+    return {"per_s": answered / elapsed}
+
+
+def bench_jetstream(workdir: Path, count: int) -> dict[str, float] | None:
+    binary = shutil.which("nats-server") or next(
+        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if Path(p).exists()), None
+    )
+    if binary is None:
+        return None
+    from posbridge.host.queue.jetstream import JetStreamQueue
+
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(workdir / "js")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        queue = JetStreamQueue(
+            workdir / "lane.db",
+            server=f"nats://127.0.0.1:{port}",
+            device_key=DEVICE_KEY,
+            limits=LIMITS,
+            rules=RULES,
+        )
+        fill(queue, count, 3)
+
+        async def ingest() -> tuple[int, float]:
+            async with queue:
+                started = time.perf_counter()
+                published = 0
+                while batch := await queue.publish_pending(batch=1000):
+                    published += batch
+                return published, time.perf_counter() - started
+
+        published, elapsed = asyncio.run(ingest())
+    finally:
+        server.terminate()
+        server.wait()
+    return {"per_s": published / elapsed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--captures", type=int, default=2000)
+    parser.add_argument("--forward", type=int, default=3000)
+    parser.add_argument("--jetstream", type=int, default=5000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="posbridge-bench-", dir=os.getcwd()))
+    try:
+        results: dict[str, Any] = {
+            "captures": bench_captures(workdir, args.captures),
+            "persist_queue": bench_persist_queue(workdir, args.captures),
+            "forwarding": bench_forwarding(workdir, args.forward),
+            "jetstream": bench_jetstream(workdir, args.jetstream),
+        }
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    captures, persist = results["captures"], results["persist_queue"]
+    print(
+        f"durable captures (SQLite FULL, sealed): {captures['per_s']:8.0f}/s  p50 {captures['p50_ms']:.2f} ms"
+        f"  p99 {captures['p99_ms']:.2f} ms  (target p99 <= 10 ms)"
+    )
+    print(
+        f"persist-queue durable puts:             {persist['per_s']:8.0f}/s  p50 {persist['p50_ms']:.2f} ms"
+        f"  p99 {persist['p99_ms']:.2f} ms"
+    )
+    ratio = captures["per_s"] / persist["per_s"]
+    print(f"captures / persist-queue puts:          {ratio:8.2f}    (target >= 1.00)")
+    print(
+        f"forwarding to processor-sim:            {results['forwarding']['per_s']:8.0f} tx/s (target >= 500)"
+    )
+    if results["jetstream"] is None:
+        print("JetStream ingest:                       skipped (nats-server not installed)")
+    else:
+        print(
+            f"JetStream ingest:                       {results['jetstream']['per_s']:8.0f} tx/s (target >= 2000)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
