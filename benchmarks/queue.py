@@ -46,7 +46,7 @@ DEVICE_KEY = DeviceKey(bytes(range(32)))
 def percentile(values: list[float], fraction: float) -> float:
     """The value at ``fraction`` (0-1) of the sorted values (nearest rank)."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def cards(count: int, seed: int) -> list[Card]:

@@ -79,3 +79,29 @@ def test_unknown_key(queue: TransactionQueue) -> None:
         queue.get("nope")
     with pytest.raises(KeyError):
         queue.transition("nope", State.FORWARDING)
+
+
+def test_offline_position_follows_every_transition(queue: TransactionQueue, pans: Iterator[str]) -> None:
+    def recount() -> tuple[int, int]:
+        pending = [t for t in queue.list() if t.state in (State.CAPTURED, State.FORWARDING)]
+        return len(pending), sum(t.amount for t in pending)
+
+    for index in range(6):
+        queue.capture(1000 + index, "USD", Card(next(pans), "3012", "101"), key=f"k{index}", keyed=True)
+    queue.claim_for_forwarding(limit=4)
+    queue.record_answers(
+        [
+            ProcessorAnswer("k0", State.APPROVED),
+            ProcessorAnswer("k1", State.DECLINED),
+            ProcessorAnswer("k2", State.FAILED, "HTTP 409"),
+        ]
+    )
+    assert (
+        (queue.offline_status().count, queue.offline_status().total_amount)
+        == recount()
+        == (3, 3012 + 3004 + 3)
+    )
+    queue.retry(["k2"])
+    queue.settle(["k0", "k1"])
+    status = queue.offline_status()
+    assert (status.count, status.total_amount) == recount() == (4, 1002 + 1003 + 1004 + 1005)
