@@ -78,3 +78,32 @@ async def test_configured_virtual_scanner_checks_in_a_registered_customer(tmp_pa
     assert "check-in: Ada at the counter" in lines
     assert lane.metrics.counts["checkins"] == 1
     assert "check-out: Ada" in lines
+
+
+async def test_configured_chip_reader_from_a_recording(tmp_path: Path) -> None:
+    import random
+
+    import numpy as np
+    from posbridge.firmware.chip_reader import ChipReader, make_test_transcript
+    from posbridge.hardware.audio.wavfile import write_wav
+
+    transcript = make_test_transcript(random.Random(4), expiry="3012", amount=1500)
+    silence = np.zeros(48_000, dtype=np.float32)
+    audio = np.concatenate([silence, ChipReader("bell202", 48_000).send(transcript), silence])
+    recording = tmp_path / "chip.wav"
+    write_wav(recording, audio, 48_000)
+    config = load_config(environ={}, state_dir=tmp_path / "lane", chip_readers=(f"wav://{recording}?realtime=1",),
+                         processor_url="http://127.0.0.1:9")
+    lines: list[str] = []
+    lane = Lane(config, on_line=lines.append)
+    await lane.start()
+    try:
+        await lane.open_sale(1500, None)
+        await wait_for(lambda: lane.metrics.counts["chip_reads"] == 1, 20)
+        await wait_for(lambda: lane.metrics.counts["captures"] == 1, 5)
+        items = lane.snapshot()["queue"]["items"]
+    finally:
+        await lane.stop()
+    assert any(line.startswith(f"chip wav://{recording}?realtime=1: chip ") for line in lines), lines
+    assert items[0]["source"] == "chip"
+    assert items[0]["amount"] == 1500
