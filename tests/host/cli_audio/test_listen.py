@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pty
 import subprocess
@@ -108,13 +107,17 @@ def test_save_swipes_needs_reveal_and_warns(tmp_path: Path, capsys: pytest.Captu
     assert texts == _expected_texts()
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("posbridge.host.cli._listen_link") is not None,
-    reason="the dongle link listener is built; its own tests cover --link",
-)
-def test_listen_link_without_the_link_listener_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["listen", "--link", "loop://"]) == 2
-    assert "--link" in capsys.readouterr().err
+@pytest.mark.parametrize("argv", [[], ["--audio", VIRTUAL, "--link", "loop://"]])
+def test_listen_needs_exactly_one_source(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["listen", *argv])
+    assert exit_info.value.code == 2
+    assert "--audio" in capsys.readouterr().err
+
+
+def test_listen_count_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["listen", "--audio", VIRTUAL, "--count", "0"]) == 2
+    assert "--count" in capsys.readouterr().err
 
 
 def test_listen_shows_a_level_meter_only_on_a_terminal(posbridge: Runner) -> None:
