@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from posbridge.hardware.audio import AudioSource, encode_wav, open_audio, read_wav, sample_format, write_wav
 from posbridge.hardware.audio.device import DeviceAudioSource
 from posbridge.hardware.audio.files import StdinAudioSource
@@ -312,3 +314,15 @@ def test_unplugged_device_reports_then_reconnects() -> None:
     with pytest.raises(DeviceDisconnected):
         without.read()
     without.close()
+
+
+@settings(max_examples=80, deadline=None)
+@given(header=st.binary(max_size=80), body=st.binary(max_size=200), step=st.integers(1, 64))
+def test_fuzzed_piped_wav_headers_give_audio_or_a_clean_error(header: bytes, body: bytes, step: int) -> None:
+    data = b"RIFF\xff\xff\xff\xffWAVE" + header + body
+    try:
+        samples = _all_samples(_stdin(data, step=step))
+    except (AudioFormatError, UsageError):
+        return
+    assert samples.dtype == np.float32
+    assert np.isfinite(samples).all()
