@@ -169,3 +169,51 @@ def test_synth_json_is_masked_and_reveal_shows_the_tracks(
     assert main(["decode", "--json", "--reveal", str(out)]) == 0
     decoded = json.loads(capsys.readouterr().out)
     assert decoded["swipes"][0]["tracks"][0]["text"] == clear["tracks"][0]["text"]
+
+
+def _bad_recordings() -> dict[str, tuple[bytes, int]]:
+    """name -> (file bytes, expected exit code): 0 means read and no swipe, 2 a one-line error."""
+    import struct
+
+    from posbridge.hardware.audio import encode_wav
+
+    silence = encode_wav(np.zeros(48_000, dtype=np.float32), 48_000)
+    noise = encode_wav(np.random.default_rng(1).uniform(-0.8, 0.8, 48_000).astype(np.float32), 48_000)
+    nan = bytearray(encode_wav(np.zeros(100, dtype=np.float32), 48_000, "f32le"))
+    nan[-4:] = struct.pack("<f", float("nan"))
+    inf = bytearray(encode_wav(np.zeros(100, dtype=np.float32), 48_000, "f64le"))
+    inf[-8:] = struct.pack("<d", float("inf"))
+    rate_zero = bytearray(silence)
+    rate_zero[24:28] = b"\0\0\0\0"
+    lying = bytearray(silence[:1000])
+    lying[40:44] = struct.pack("<I", 10**8)
+    return {
+        "empty": (b"", 2),
+        "one-sample": (encode_wav(np.array([0.5], dtype=np.float32), 48_000), 0),
+        "nan": (bytes(nan), 2),
+        "inf": (bytes(inf), 2),
+        "silence": (silence, 0),
+        "noise": (noise, 0),
+        "truncated": (silence[:777], 0),
+        "lying-header": (bytes(lying), 0),
+        "rate-zero": (bytes(rate_zero), 2),
+        "text": (b"this is not audio at all", 2),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_bad_recordings()))
+def test_decode_bad_recordings_give_no_swipe_or_one_error_line(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, expected_code = _bad_recordings()[name]
+    path = tmp_path / f"{name}.wav"
+    path.write_bytes(data)
+    code = main(["decode", "--json", str(path)])
+    captured = capsys.readouterr()
+    assert code == expected_code
+    if code == 0:
+        assert json.loads(captured.out)["swipes"] == []
+    else:
+        assert captured.out == ""
+        assert len(captured.err.strip().splitlines()) == 1
+        assert name in captured.err
