@@ -86,6 +86,11 @@ class Outbox:
         with self._lock:
             return self._entries[min(self._entries)].frame if self._entries else None
 
+    def entries(self) -> list[OutboxEntry]:
+        """Every held entry in sequence order."""
+        with self._lock:
+            return [self._entries[seq] for seq in sorted(self._entries)]
+
     def latest_source_end(self) -> float:
         """The largest ``source_end`` held (-1 when empty)."""
         with self._lock:
