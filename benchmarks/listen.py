@@ -47,10 +47,7 @@ def latency(swipes: int, seed: int) -> list[float]:
     source = VirtualAudioSource(
         swipes=swipes, seed=seed, rate=RATE, gap_s=0.8, block_frames=BLOCK, realtime=True
     )
-    transitions = [
-        _last_transition_s(clip, start / RATE)
-        for start, clip in source._clips
-    ]
+    transitions = [_last_transition_s(clip, start / RATE) for start, clip in source._clips]
     detector = SwipeDetector(RATE, 1)
     delays: list[float] = []
     delivered: list[tuple[float, float]] = []  # (stream time at block end, wall time delivered)
@@ -68,18 +65,26 @@ def latency(swipes: int, seed: int) -> list[float]:
     return delays
 
 
-def idle_cpu(seconds: float) -> tuple[float, float]:
-    """(detector CPU fraction, whole-process CPU fraction) over a paced idle stream."""
+def idle_cpu(seconds: float) -> tuple[float, float, float]:
+    """CPU fractions of one core over an idle stream: (detector, paced like a device; whole process,
+    paced, including the virtual source; detector fed the same blocks back to back, warm caches)."""
     source = VirtualAudioSource(swipes=0, duration_s=seconds, rate=RATE, block_frames=BLOCK, realtime=True)
     detector = SwipeDetector(RATE, 1)
     spent = 0.0
+    blocks = []
     wall_start, cpu_start = time.monotonic(), time.process_time()
     for block in source:
         started = time.process_time()
         detector.process(block.samples)
         spent += time.process_time() - started
+        blocks.append(block.samples)
     wall = time.monotonic() - wall_start
-    return spent / wall, (time.process_time() - cpu_start) / wall
+    process = (time.process_time() - cpu_start) / wall
+    warm = SwipeDetector(RATE, 1)
+    started = time.process_time()
+    for samples in blocks:
+        warm.process(samples)
+    return spent / wall, process, (time.process_time() - started) / seconds
 
 
 def _rss_mib() -> float:
