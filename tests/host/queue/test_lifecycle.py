@@ -99,7 +99,7 @@ def test_offline_position_follows_every_transition(queue: TransactionQueue, pans
     assert (
         (queue.offline_status().count, queue.offline_status().total_amount)
         == recount()
-        == (3, 3012 + 3004 + 3)
+        == (3, 1003 + 1004 + 1005)
     )
     queue.retry(["k2"])
     queue.settle(["k0", "k1"])

@@ -9,6 +9,7 @@ by the queue before it touches the disk.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ class CaptureRequest:
         if self.key is not None and not (0 < len(self.key) <= 128 and self.key.isprintable()):
             raise ParseError("an idempotency key must be 1-128 printable characters", field="key")
 
-    @property
+    @functools.cached_property
     def masked(self) -> MaskedCard | None:
         """The masked card, if the capture carries a card."""
         if self.card is not None:

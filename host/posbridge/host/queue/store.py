@@ -24,10 +24,10 @@ import builtins
 import collections
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -144,9 +144,6 @@ CREATE TABLE IF NOT EXISTS presence (
 );
 CREATE INDEX IF NOT EXISTS presence_at ON presence(at) WHERE sale_key IS NULL;
 """
-
-PAGE_SIZE = 1024
-"""Bytes per database page: small pages keep the WAL frames synced per capture small."""
 
 FORWARDING_LEASE_S = 30.0
 """How long a claimed transaction is left to one forwarder before another may look it up."""
@@ -316,7 +313,6 @@ class TransactionQueue:
         self._alerts: collections.deque[Alert] = collections.deque(maxlen=200)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-            self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA secure_delete=ON")
@@ -403,7 +399,7 @@ class TransactionQueue:
 
     def new_key(self) -> str:
         """A fresh idempotency key."""
-        return f"tx_{uuid.uuid4().hex}"
+        return f"tx_{os.urandom(16).hex()}"
 
     def capture(
         self,
@@ -508,10 +504,11 @@ class TransactionQueue:
             raise CaptureRefused("refused", reason="refused", kind="refused", key=key)
 
     def _existing(self, key: str) -> Transaction | None:
-        try:
-            transaction = self.get(key)
-        except UnknownTransaction:
+        with self._lock:
+            row = self._db.execute(f"SELECT {self._COLUMNS} FROM transactions WHERE key=?", (key,)).fetchone()
+        if row is None:
             return None
+        transaction = self._row(row)
         if transaction.state is State.REFUSED:
             reason = transaction.reason or "refused"
             raise CaptureRefused(reason, reason=reason, kind="refused", key=key)
