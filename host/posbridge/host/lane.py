@@ -123,8 +123,13 @@ class Sale:
     def to_json(self) -> dict[str, Any]:
         """The sale as JSON-ready data."""
         return {
-            "amount": self.amount, "currency": self.currency, "customer": self.customer,
-            "status": self.status, "card": self.card, "reason": self.reason, "key": self.key,
+            "amount": self.amount,
+            "currency": self.currency,
+            "customer": self.customer,
+            "status": self.status,
+            "card": self.card,
+            "reason": self.reason,
+            "key": self.key,
         }
 
 
@@ -205,6 +210,7 @@ class Lane:
         self._unconfirmed: tuple[object, MaskedCard | None, str] | None = None
         self._capture_started: dict[str, float] = {}
         self._forwarder_task: asyncio.Task[None] | None = None
+        self._instance = f"{config.lane.id}@{time.time():.6f}"
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -404,24 +410,28 @@ class Lane:
             return
         await self._capture(item, source_label=input_name, masked=masked)
 
-    async def _capture(self, item: object, source_label: str, masked: MaskedCard | None,
-                       confirm: tuple[str, ...] = ()) -> None:
+    async def _capture(
+        self, item: object, source_label: str, masked: MaskedCard | None, confirm: tuple[str, ...] = ()
+    ) -> None:
         sale = self.sale
         assert sale is not None
         try:
-            transaction = await parts.capture(self._queue, sale.amount, sale.currency, item, sale.customer,
-                                              confirm)
+            transaction = await parts.capture(
+                self._queue, sale.amount, sale.currency, item, sale.customer, confirm
+            )
         except CaptureRefused as error:
             if parts.needs_confirmation(error):
                 self._unconfirmed = (item, masked, str(error.context["kind"]))
-                self.sale = replace(sale, status="confirm", card=masked.masked_pan if masked else None,
-                                    reason=str(error))
+                self.sale = replace(
+                    sale, status="confirm", card=masked.masked_pan if masked else None, reason=str(error)
+                )
                 self.line(f"needs the cashier's confirmation: {error}")
                 self.watch_state.bump()
                 return
             self.metrics.inc("captures_refused")
-            self.sale = replace(sale, status="refused", card=masked.masked_pan if masked else None,
-                                reason=str(error))
+            self.sale = replace(
+                sale, status="refused", card=masked.masked_pan if masked else None, reason=str(error)
+            )
             self.line(f"refused {money(sale.amount, sale.currency)} {masked or ''}: {error}")
             self.watch_state.bump()
             return
@@ -505,6 +515,8 @@ class Lane:
         for item in queue["items"]:
             item["customer_name"] = self._customer_name(item.get("customer"))
         return {
+            "instance": self._instance,
+            "version": self.watch_state.version,
             "lane": {"id": self.config.lane.id, "currency": self.config.lane.currency, "exponent": 2},
             "sale": self.sale.to_json() if self.sale else None,
             "counter": [entry.to_json() for entry in sorted(self.counter.values(), key=lambda e: e.since)],

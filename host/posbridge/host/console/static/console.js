@@ -132,6 +132,8 @@ function renderAlerts() {
 }
 
 function render(next) {
+  // an answer that arrived after a newer event from the same lane process
+  if (state && next.instance === state.instance && next.version < state.version) return;
   state = next;
   $("lane-id").textContent = state.lane.id;
   $("currency").textContent = state.lane.currency;
