@@ -111,17 +111,23 @@ def _fast_length(n: int) -> int:
     return int(lengths[index]) if index < lengths.size else n
 
 
+@functools.lru_cache(maxsize=16)
+def _hann(n: int) -> NDArray[np.float64]:
+    return np.hanning(n)
+
+
 def _cell_from_spectrum(power: NDArray[np.float64], freqs: NDArray[np.float64], rate: float) -> float | None:
     """Typical bit-cell length in samples from the peak of the power spectrum (module step 1).
 
-    Power is taken per sixth of an octave as the mean log of the spectrum after a 7-bin running
-    minimum, so mains-hum lines and their harmonics do not count.
+    Power (of the Hann-windowed segment) is taken per sixth of an octave as the mean log of the
+    spectrum after a running minimum over 12 Hz, so mains-hum lines and their harmonics do not count.
     """
     low = 80.0
     high = rate / 2
     if high <= low * 1.5 or power.size < 16:
         return None
-    smooth = centred_min(power, 7)
+    resolution = float(freqs[1]) if freqs.size > 1 else rate
+    smooth = centred_min(power, max(7, int(12.0 / resolution) | 1))
     edges = low * 2.0 ** (np.arange(0, math.log2(high / low) * 6 + 1) / 6)
     index = np.unique(np.searchsorted(freqs, edges))
     index = index[index < power.size]
@@ -160,9 +166,10 @@ def band_limited(samples: Samples, rate: float) -> tuple[NDArray[np.float64], fl
         return None
     centred = data - data.mean()
     size = _fast_length(n + max(n // 4, 256))
+    windowed = np.fft.rfft(centred * _hann(n), size)
+    freqs = np.arange(windowed.size, dtype=np.float64) * (rate / size)
+    cell = _cell_from_spectrum(windowed.real**2 + windowed.imag**2, freqs, rate)
     spectrum = np.fft.rfft(centred, size)
-    freqs = np.arange(spectrum.size, dtype=np.float64) * (rate / size)
-    cell = _cell_from_spectrum(spectrum.real**2 + spectrum.imag**2, freqs, rate)
     if cell is None:
         return None
     factor = max(1, int(cell // 20))
@@ -444,16 +451,56 @@ def _repaired_candidates(bits: Sequence[int], confidence: Sequence[float]) -> li
     return candidates
 
 
+MAX_SLIP_SITES = 6
+
+
+def _slip_variants(bits: list[int], confidence: list[float]) -> Iterator[tuple[list[int], list[float]]]:
+    """The stream with one bit cell dropped or added where the clock lost its lock (a run of
+    zero-confidence cells): the bit slips a tracker makes when a boundary pulse is missing."""
+    lost = [value == 0.0 for value in confidence]
+    sites = [
+        i
+        for i, is_lost in enumerate(lost)
+        if is_lost and (i == 0 or not lost[i - 1]) and sum(lost[max(0, i - 8) : i + 8]) <= 3
+    ]
+    if len(sites) > MAX_SLIP_SITES:
+        return
+    for site in sites:
+        yield bits[:site] + bits[site + 1 :], confidence[:site] + confidence[site + 1 :]
+        for inserted in (0, 1):
+            yield [*bits[:site], inserted, *bits[site:]], [*confidence[:site], 0.0, *confidence[site:]]
+
+
 def decode_bits(bits: Sequence[int], confidence: Sequence[float] | None = None) -> Track | None:
-    """The validated track in one burst's bits, or None (step 5)."""
+    """The validated track in one burst's bits, or None (step 5).
+
+    Tries the bits as recovered; then, with per-bit ``confidence``, re-decides the weakest bit of
+    each character that fails parity; then does the same after undoing one bit slip where the
+    clock lost its lock. Every candidate must pass the full check of :func:`_validated`.
+    """
     try:
         return _validated(bits, allow_reverse=True)
     except ParseError:
         pass
     if confidence is None:
         return None
-    forward = (Direction.FORWARD, list(bits), list(confidence))
-    backward = (Direction.REVERSE, list(bits)[::-1], list(confidence)[::-1])
+    track = _repaired(list(bits), list(confidence))
+    if track is not None:
+        return track
+    for variant, weights in _slip_variants(list(bits), list(confidence)):
+        try:
+            return _validated(variant, allow_reverse=True)
+        except ParseError:
+            pass
+        track = _repaired(variant, weights)
+        if track is not None:
+            return track
+    return None
+
+
+def _repaired(bits: list[int], confidence: list[float]) -> Track | None:
+    forward = (Direction.FORWARD, bits, confidence)
+    backward = (Direction.REVERSE, bits[::-1], confidence[::-1])
     for direction, stream, weights in (forward, backward):
         for candidate in _repaired_candidates(stream, weights):
             try:
