@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +207,29 @@ def test_listen_stdin_from_a_terminal_is_a_usage_error() -> None:
         os.close(controller)
     assert result.returncode == 2
     assert "standard input is a terminal" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("arecord") is None, reason="alsa-utils is not installed")
+def test_arecord_piped_into_listen(tmp_path: Path) -> None:
+    _, pcm = _session_pcm(tmp_path, gap_s=0.5)
+    raw = tmp_path / "swipes.s16le"
+    raw.write_bytes(pcm)
+    (tmp_path / ".asoundrc").write_text(file_capture_asoundrc("swipein", raw))
+    command = [str(POSBRIDGE)] if POSBRIDGE.exists() else [sys.executable, "-m", "posbridge.host"]
+    pipeline = (
+        "arecord -q -D swipein -f S16_LE -r 48000 -c 1 -d 4 | "
+        + " ".join(command)
+        + " listen --audio 'stdin://?rate=48000' --json --reveal"
+    )
+    result = subprocess.run(
+        ["sh", "-c", pipeline],
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    texts = [json.loads(line)["tracks"][0]["text"] for line in result.stdout.splitlines()]
+    assert texts == _expected_texts()
+    assert "WAV data chunk" not in result.stderr

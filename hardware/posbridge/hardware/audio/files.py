@@ -168,7 +168,7 @@ class StdinAudioSource(AudioSource):
     def _skip_wav_header(self) -> None:
         while len(self._pending) < MAX_WAV_HEADER_BYTES:
             try:
-                header = parse_wav_header(self._pending)
+                header = parse_wav_header(self._pending, complete=False)
             except AudioFormatError:
                 more = self._chunk(65536)
                 if not more:

@@ -186,8 +186,12 @@ def _parse_fmt(body: bytes) -> tuple[int, int, SampleFormat, int]:
     return rate, channels, fmt, fmt.frame_bytes(channels)
 
 
-def parse_wav_header(data: bytes | memoryview) -> WavHeader:
-    """Find the format and the audio in the bytes of a WAV file (see the module docstring)."""
+def parse_wav_header(data: bytes | memoryview, complete: bool = True) -> WavHeader:
+    """Find the format and the audio in the bytes of a WAV file (see the module docstring).
+
+    ``complete=False`` says ``data`` is only the start of a stream (a WAV arriving through a pipe):
+    a data chunk reaching past it is expected then and not warned about.
+    """
     view = memoryview(data)
     if len(view) == 0:
         raise AudioFormatError("the file is empty")
@@ -206,14 +210,14 @@ def parse_wav_header(data: bytes | memoryview) -> WavHeader:
                 raise AudioFormatError("the WAV data chunk comes before any fmt chunk")
             rate, channels, fmt, frame = fmt_info
             available = len(view) - body_start
-            if size > available:
+            if size > available and complete:
                 log.warning(
                     "WAV data chunk claims %d bytes but only %d follow; reading what is there",
                     size,
                     available,
                 )
-                size = available
-            if size % frame:
+            size = min(size, available)
+            if size % frame and complete:
                 log.warning("WAV data ends mid-frame; dropping %d trailing bytes", size % frame)
             return WavHeader(rate, channels, fmt, body_start, size - size % frame)
         position = body_start + size + (size & 1)
