@@ -25,7 +25,7 @@ HTTP API (JSON bodies; amounts in minor units)::
     POST /v1/admin/accounts            {"<account token>": balance, ...}   set balances
     POST /v1/admin/decline             {"pans": [...], "amounts": [...]}     add to the decline list
     GET  /v1/admin/ledger              {"records": {key: record + "charges"}, "charged_total",
-                                        "requests", "card_charges": {masked pan: n}}
+                                        "requests", "card_charges": {card hash: n}}
     GET  /healthz                      200 {"ok": true}
 
 Decline rules, in order: undecryptable DUKPT payload, Luhn failure, expired card (YYMM before

@@ -98,6 +98,7 @@ class JetStreamQueue(TransactionQueue):
         self.subject = subject
         self._nc: Any = None
         self._js: Any = None
+        self._answers: Any = None
 
     @property
     def url(self) -> str:
@@ -119,7 +120,7 @@ class JetStreamQueue(TransactionQueue):
             try:
                 await self._nc.close()
             finally:
-                self._nc = None
+                self._nc = self._answers = None
         self.close()
 
     async def __aenter__(self) -> JetStreamQueue:
@@ -159,11 +160,12 @@ class JetStreamQueue(TransactionQueue):
         await self.connect()
         from nats.errors import TimeoutError as NatsTimeout
 
-        subscription = await self._js.pull_subscribe(
-            f"{ANSWERS_SUBJECT}.{self.lane}", durable=f"answers-{self.lane}", stream=self.stream
-        )
+        if self._answers is None:
+            self._answers = await self._js.pull_subscribe(
+                f"{ANSWERS_SUBJECT}.{self.lane}", durable=f"answers-{self.lane}", stream=self.stream
+            )
         try:
-            messages = await subscription.fetch(batch, timeout=timeout_s)
+            messages = await self._answers.fetch(batch, timeout=timeout_s)
         except (NatsTimeout, TimeoutError):
             return 0
         answers = []
