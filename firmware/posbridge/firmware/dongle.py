@@ -62,7 +62,7 @@ class DongleSettings:
     """Timing and framing of the link loop (seconds; ``chunk_bytes`` 0 sends frames whole)."""
 
     heartbeat_s: float = 1.0
-    min_timeout_s: float = 0.02
+    min_timeout_s: float = 0.01
     max_backoff_s: float = 2.0
     reconnect_s: float = 0.25
     chunk_bytes: int = 24

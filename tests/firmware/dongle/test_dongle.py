@@ -127,6 +127,10 @@ def test_unknown_frames_are_answered_with_nak(
     thread = _start(dongle.serve, stop=stop)
     try:
         with open_link(cable.paths[1]) as host:
+            hello = link.FrameDecoder()
+            for _ in range(100):
+                if any(isinstance(item, link.Frame) for item in hello.feed(host.read())):
+                    break
             body = bytes([1, 0x7E, 0]) + (9).to_bytes(4, "big") + bytes(2)
             host.write(link.cobs_encode(body + link.crc32c(body).to_bytes(4, "big")) + b"\x00")
             host.write(b"\x03garbage\x00")
