@@ -296,8 +296,10 @@ class Forwarder:
             return answer
 
     async def forward_once(self) -> ForwardReport:
-        """One pass: report expired payments, claim a batch, send it, record the answers."""
+        """One pass: report expired payments, drop presence past its retention, claim a batch, send it,
+        record the answers."""
         report = ForwardReport(expired=self.queue.expire_overdue())
+        self.queue.purge_presence()
         if not self.breaker.allow():
             return report
         claimed = self.queue.claim_for_forwarding(self.batch, self.lease_s)
