@@ -163,6 +163,10 @@ def test_virtual_source_places_swipes_where_asked() -> None:
     quiet = np.abs(samples[: int(0.45 * 16000)]).max()
     loud = np.abs(samples[int(0.5 * 16000) : int(source.expected[0].end_s * 16000)]).max()
     assert loud > 50 * quiet
+    first = source.expected[0]
+    assert first.start_s < first.last_transition_s < first.end_s
+    after = np.abs(samples[int(first.last_transition_s * 16000) + 2 : int(first.end_s * 16000)]).max()
+    assert after < 0.1 * loud
 
 
 def test_virtual_session_fits_swipes_in_the_duration_in_order() -> None:

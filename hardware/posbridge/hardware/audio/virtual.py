@@ -37,13 +37,16 @@ class ExpectedSwipe:
     """A swipe the virtual source plays: where (stream seconds) and what it encodes.
 
     ``tracks[k]`` is the track recorded on channel ``k`` (Track 1 on a mono source; Track 1 left
-    and Track 2 right on a stereo one); ``card`` is the test card the tracks came from.
+    and Track 2 right on a stereo one); ``card`` is the test card the tracks came from;
+    ``last_transition_s`` is when the last flux transition (the last trailing clocking zero) passes
+    the head: the moment a live reader could know the swipe is over.
     """
 
     start_s: float
     end_s: float
     tracks: tuple[Track, ...] = field(repr=False)
     card: Card = field(repr=False)
+    last_transition_s: float = 0.0  # stream time of the last flux transition (for latency figures)
 
 
 def synthesize_card_swipe(
@@ -127,7 +130,9 @@ class VirtualAudioSource(AudioSource):
         for start, clip, (tracks, card) in zip(starts, clips, made, strict=True):
             first = round(start * rate)
             self._clips.append((first, clip))
-            expected.append(ExpectedSwipe(first / rate, (first + clip.shape[0]) / rate, tracks, card))
+            loud = np.nonzero(np.max(np.abs(clip), axis=1) > 0.1 * float(np.max(np.abs(clip))))[0]
+            last = (first + int(loud[-1])) / rate if loud.size else first / rate
+            expected.append(ExpectedSwipe(first / rate, (first + clip.shape[0]) / rate, tracks, card, last))
         self.expected: tuple[ExpectedSwipe, ...] = tuple(expected)
         self._noise_rng = np.random.default_rng([seed, 2])
         self._noise = np.zeros((0, channels), dtype=np.float32)
