@@ -18,6 +18,7 @@ from .conftest import TEST_BDK_HEX, Rig, stop
 pytestmark = pytest.mark.slow
 
 FAULTS = "corrupt=0.01&drop=0.01&duplicate=0.01"
+KILLS = 6
 
 
 def _expected(audio_url: str) -> list[Any]:
@@ -77,16 +78,18 @@ def test_200_swipes_through_corrupted_dropped_and_duplicated_bytes(rig: Rig) -> 
 
 
 def test_sigkilled_firmware_loses_no_swipe_and_reuses_no_ksn(rig: Rig) -> None:
-    audio = "virtual://?swipes=20&seed=42&gap=0.4"
+    audio = "virtual://?swipes=40&seed=42&gap=0.4"
     link = f"fault://?{FAULTS}&url={rig.cable.paths[0]}"
-    host = rig.start_host(count=20)
+    host = rig.start_host(count=40)
     kills = random.Random(20261126)
+    delivered_at_kill = []
     try:
-        for _ in range(5):
+        for _ in range(KILLS):
             dongle = rig.start_dongle(audio, link)
-            time.sleep(kills.uniform(1.0, 3.0))
+            time.sleep(kills.uniform(1.2, 3.0))
             if dongle.poll() is None:
                 dongle.send_signal(signal.SIGKILL)
+                delivered_at_kill.append(len(rig.host_records()))
             dongle.wait()
             if host.poll() is not None:
                 break
@@ -97,6 +100,9 @@ def test_sigkilled_firmware_loses_no_swipe_and_reuses_no_ksn(rig: Rig) -> None:
         stop(dongle)
         stop(host, grace_s=0)
     _check_exactly_once_in_order(rig, expected)
+    print("swipes delivered at each SIGKILL:", delivered_at_kill)
+    assert len(delivered_at_kill) >= 3
+    assert any(0 < delivered < 40 for delivered in delivered_at_kill), "a kill hit while sending"
 
 
 def test_dongle_refuses_a_key_file_others_can_read(rig: Rig) -> None:
