@@ -109,3 +109,22 @@ async def test_server_killed_and_restarted_mid_stream_loses_nothing(
     await processor.stop()
     assert set(processor.records) == set(keys)
     assert all(record.charges == 1 for record in processor.records.values())
+
+
+async def test_store_forwarder_without_the_fleet_key_fails_the_payment(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    queue = _lane(nats_server, tmp_path / "lane.db")
+    [key] = _fill(queue, 1, 3)
+    processor = ProcessorSim()
+    url = await processor.start()
+    stranger = JetStreamForwarder(nats_server.url, url, DeviceKey.generate())
+    async with queue:
+        assert await queue.publish_pending() == 1
+        answers = await stranger.forward_batch()
+        assert [(answer.key, answer.status) for answer in answers] == [(key, TransactionState.FAILED)]
+        assert await queue.apply_answers() == 1
+        assert queue.get(key).state is TransactionState.FAILED
+        await stranger.close()
+    await processor.stop()
+    assert processor.records == {}

@@ -32,7 +32,7 @@ from typing import Any
 from posbridge.host.queue.rules import DAY_S
 from posbridge.host.queue.sealing import DeviceKey
 from posbridge.host.queue.store import ProcessorAnswer, TransactionQueue
-from posbridge.protocols.errors import ProcessorRejected, ProcessorUnavailable, QueueError
+from posbridge.protocols.errors import IntegrityError, ProcessorRejected, ProcessorUnavailable, QueueError
 from posbridge.protocols.types import TransactionState
 
 log = logging.getLogger("posbridge.queue.jetstream")
@@ -287,6 +287,12 @@ class JetStreamForwarder:
                 return None
             except ProcessorRejected as error:
                 answer = ProcessorAnswer(key, TransactionState.FAILED, str(error))
+            except IntegrityError:
+                answer = ProcessorAnswer(
+                    key,
+                    TransactionState.FAILED,
+                    "card data cannot be opened here (not the fleet's device key)",
+                )
             payload = {
                 "key": key,
                 "status": answer.status.value,
