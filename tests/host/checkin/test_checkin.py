@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from posbridge.hardware.ble.scene import Path, Radio, SimBeacon
 from posbridge.host.checkin import CheckInSettings, CheckInTracker
 from posbridge.host.customers import Customer, CustomerRegistry
-from posbridge.protocols.beacons import EddystoneUid, EidRegistration, Sighting, build_advertisement
+from posbridge.protocols.beacons import EddystoneUid, EidRegistration, IBeacon, Sighting, build_advertisement
 from posbridge.protocols.types import CheckIn, CheckOut, Zone
 
 from .conftest import arrival_and_departure, feed, ibeacon, scene, visit_path
@@ -170,3 +172,31 @@ def test_settings_are_validated() -> None:
         CheckInSettings(counter_enter_m=3.0, counter_exit_m=2.0)
     with pytest.raises(ValueError, match="positive"):
         CheckInSettings(gone_timeout_s=0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.floats(0.0, 3.0), st.integers(0, 2), st.integers(-110, 0), st.integers(-80, -40)),
+        max_size=150,
+    )
+)
+def test_any_sequence_of_sightings_gives_alternating_events_per_beacon(
+    steps: list[tuple[float, int, int, int]],
+) -> None:
+    tracker = CheckInTracker(any_beacon=True)
+    t = 0.0
+    events = []
+    for gap, minor, rssi, power in steps:
+        t += gap
+        frame = ibeacon(minor)
+        advertisement = build_advertisement([frame], t=t, address=f"AA:{minor}", rssi=rssi)
+        events.extend(tracker.observe(Sighting(advertisement, (IBeacon(frame.uuid, 7, minor, power),))))
+    events.extend(tracker.flush())
+    assert tracker.zones() == {}
+    for minor in range(3):
+        kinds = [event.event for event in events if event.beacon == ibeacon(minor).beacon_id]
+        assert kinds == ["check_in", "check_out"] * (len(kinds) // 2)
+    assert [event.t for event in events if event.zone is not Zone.GONE] == sorted(
+        event.t for event in events if event.zone is not Zone.GONE
+    )

@@ -1,10 +1,11 @@
 """``bleak://hci0[?mode=active|passive&rssi=-100&watchdog=30]``: scan with bleak's BlueZ backend.
 
 Discovery filters per BlueZ ``org.bluez.Adapter1.SetDiscoveryFilter`` (doc/org.bluez.Adapter.rst):
-``DuplicateData: true`` so BlueZ keeps reporting RSSI updates of devices it has already seen
-(bleak's default turns that off, which would freeze a beacon's RSSI), ``Transport: le`` and an
-``RSSI`` floor. Passive mode registers an ``org.bluez.AdvertisementMonitor1`` with or-patterns for
-iBeacon (manufacturer data ``4C 00 02 15``), AltBeacon (``BE AC`` after any company id) and
+``DuplicateData: true`` so BlueZ keeps reporting devices it has already seen (bleak's default
+turns that off), ``Transport: le`` and an ``RSSI`` floor -- setting an RSSI filter also lifts
+the RSSI delta threshold BlueZ otherwise applies, so every new RSSI reaches us as a
+``PropertiesChanged`` signal. Passive mode registers an ``org.bluez.AdvertisementMonitor1`` with
+or-patterns for iBeacon (manufacturer data ``4C 00 02 15``), AltBeacon (``BE AC`` after any company id) and
 Eddystone (service data ``AA FE``); it needs bluetoothd's experimental features. A watchdog stops
 and restarts discovery after ``watchdog`` seconds of silence (adapters that stall after a
 controller reset or a suspend); adapter problems become :class:`DeviceNotFound` or
