@@ -312,7 +312,7 @@ class DeviceAudioSource(AudioSource):
     def _read_frames(self) -> NDArray[np.float32] | None:
         while not self.closed:
             try:
-                block, _captured = self._queue.get(timeout=min(0.1, self.stall_timeout_s))
+                block, captured = self._queue.get(timeout=min(0.1, self.stall_timeout_s))
             except queue.Empty:
                 stream = self._stream
                 stalled = time.monotonic() - self._last_data > self.stall_timeout_s
@@ -329,6 +329,7 @@ class DeviceAudioSource(AudioSource):
                 self._await_device()
                 continue
             self._last_data = time.monotonic()
+            self._captured_at = captured
             return block.astype(np.float32) * _INT16_SCALE
         return None
 

@@ -66,6 +66,7 @@ class AudioSource(abc.ABC):
         self.frames_read = 0
         self.closed = False
         self._started_at: float | None = None
+        self._captured_at: float | None = None  # a backend that knows when its block arrived sets this
 
     @classmethod
     @abc.abstractmethod
@@ -74,7 +75,11 @@ class AudioSource(abc.ABC):
 
     @abc.abstractmethod
     def _read_frames(self) -> NDArray[np.float32] | None:
-        """Hook: the next frames as float32 ``(n, channels)`` (n >= 1), or ``None`` at the end."""
+        """Hook: the next frames as float32 ``(n, channels)`` (n >= 1), or ``None`` at the end.
+
+        A backend that knows when the frames were captured sets ``self._captured_at``
+        (``time.monotonic()`` seconds); otherwise the block is stamped when the hook returns.
+        """
 
     def _close(self) -> None:  # noqa: B027 - optional hook
         """Hook: release the backend's resources."""
@@ -88,7 +93,8 @@ class AudioSource(abc.ABC):
         samples = self._read_frames()
         if samples is None:
             return None
-        block = AudioBlock(samples, self.frames_read / self.rate, time.monotonic())
+        captured_at, self._captured_at = self._captured_at or time.monotonic(), None
+        block = AudioBlock(samples, self.frames_read / self.rate, captured_at)
         self.frames_read += samples.shape[0]
         return block
 
