@@ -155,6 +155,44 @@ def _bucket_speed(speed: float) -> str:
     return ">=120 cm/s"
 
 
+def _whole_process_speed(rng: np.random.Generator, files: int) -> None:
+    """CPU time of one ``posbridge decode DIR --json`` process over recordings of everyday swipes,
+    each in 2-4 s of room noise (what a user records): the issue's "whole process" figure."""
+    import os
+    import resource
+    import shutil
+    import subprocess
+    import tempfile
+    import wave
+    from dataclasses import replace
+
+    command = shutil.which("posbridge") or os.path.join(os.path.dirname(sys.executable), "posbridge")
+    if not os.path.exists(command):
+        print("whole-process speed: the posbridge command is not installed")
+        return
+    audio_seconds = 0.0
+    with tempfile.TemporaryDirectory() as folder:
+        for index in range(files):
+            _, tracks = test_card_tracks(rng)
+            params = replace(_everyday(rng), silence_s=float(rng.uniform(1.0, 2.0)))
+            samples = synthesize_swipe([tracks[index % 2]], params, rng)
+            pcm = np.round(samples * 32767).astype("<i2")
+            with wave.open(os.path.join(folder, f"swipe-{index:04d}.wav"), "wb") as handle:
+                handle.setnchannels(1)
+                handle.setsampwidth(2)
+                handle.setframerate(int(params.rate))
+                handle.writeframes(pcm.tobytes())
+            audio_seconds += pcm.size / params.rate
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        done = subprocess.run([command, "decode", "--json", folder], capture_output=True, check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    decoded = done.stdout.count(b'"tracks":[{')
+    print(f"whole posbridge decode process: {audio_seconds / max(cpu, 1e-9):.0f}x real time "
+          f"({files} files, {audio_seconds:.0f} s of audio, {cpu:.2f} s CPU incl. start-up; "
+          f"{decoded} swipes decoded, exit {done.returncode})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small corpus (about 30 s)")
@@ -227,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     decode_recording(idle, 48_000.0)
     idle_cpu = time.process_time() - started
     print(f"decode speed, 60 s of room noise: {60 / max(idle_cpu, 1e-9):.0f}x real time")
+    _whole_process_speed(rng, 40 if args.quick else 150)
     if failures:
         print("\nsome failures:")
         print("\n".join(failures))
