@@ -73,8 +73,11 @@ CHARACTER_SETS: dict[TrackFormat, CharacterSet] = {TrackFormat.ALPHA: ALPHA, Tra
 MIN_TEXT_LENGTH = 1
 
 
+_ODD_PARITY = tuple(1 - (bin(code).count("1") & 1) for code in range(64))
+
+
 def _odd_parity_bit(code: int, data_bits: int) -> int:
-    return 1 - (bin(code & ((1 << data_bits) - 1)).count("1") & 1)
+    return _ODD_PARITY[code & ((1 << data_bits) - 1)]
 
 
 def character_bits(code: int, charset: CharacterSet) -> list[int]:
@@ -175,9 +178,14 @@ def _decode_from(bits: Sequence[int], start: int, charset: CharacterSet, min_tra
 
 def start_sentinel_candidates(bits: Sequence[int], charset: CharacterSet) -> list[int]:
     """Every offset where the start sentinel's bit pattern (with parity) occurs."""
-    pattern = character_bits(charset.code(charset.start_sentinel), charset)
-    width = len(pattern)
-    return [i for i in range(len(bits) - width + 1) if list(bits[i : i + width]) == pattern]
+    pattern = bytes(character_bits(charset.code(charset.start_sentinel), charset))
+    stream = bytes(bit & 1 for bit in bits)
+    found: list[int] = []
+    position = stream.find(pattern)
+    while position >= 0:
+        found.append(position)
+        position = stream.find(pattern, position + 1)
+    return found
 
 
 def decode_track_bits(
