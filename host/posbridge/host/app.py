@@ -411,6 +411,12 @@ QUEUE_GROUPS = {
 }
 
 
+def _item_label(state: str, online: bool) -> str:
+    if state in ("captured", "forwarding"):
+        return "pending" if online else "stored offline"
+    return state
+
+
 def queue_summary(queue: Any, config: Config, online: bool, limit: int) -> dict[str, Any]:
     """Counts (pending, offline, forwarded, declined), offline position and the latest ``limit`` items."""
     status = queue.status()
@@ -428,7 +434,8 @@ def queue_summary(queue: Any, config: Config, online: bool, limit: int) -> dict[
             "key": transaction.key, "amount": transaction.amount, "currency": transaction.currency,
             "card": transaction.card.masked_pan if transaction.card else None,
             "customer": transaction.customer, "state": transaction.state.value, "source": transaction.source,
-            "reason": transaction.reason, "updated_at": transaction.updated_at,
+            "label": _item_label(transaction.state.value, online), "reason": transaction.reason,
+            "updated_at": transaction.updated_at,
         })
     return {
         "counts": counts,

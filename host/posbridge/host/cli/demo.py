@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import queue
 import random
@@ -31,6 +32,7 @@ SCRIPT_LENGTH_S = 50.0
 READER_RATE = 48_000
 BLOCK_FRAMES = 480
 CHIP_PROFILE = "bell202"
+STOP_ALLOWANCE_S = 0.5
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -353,23 +355,24 @@ class DemoShop:
         ]
         return [(at * scale, step) for at, step in steps]
 
-    async def run_script(self, duration: float) -> None:
-        """Play the script scaled to fit ``duration`` seconds, then idle until it is over."""
-        started = time.monotonic()
-        scale = min(1.0, max(duration - 2.0, 1.0) / SCRIPT_LENGTH_S)
+    async def run_script(self, deadline: float) -> None:
+        """Play the script scaled to end by ``deadline`` (``time.monotonic()``), then idle until then."""
         from posbridge.host import app as parts
 
+        started = time.monotonic()
+        duration = max(deadline - started, 0.0)
+        scale = min(1.0, max(duration - 2.0, 1.0) / SCRIPT_LENGTH_S)
         scanner = self.beacon_scene(VISITS, scale, duration)
         self.lane.add_input(parts.ScannerInput("beacons", lambda: scanner, self.registry))
         for at, step in self.script(scale):
-            remaining = started + duration - time.monotonic()
             delay = started + at - time.monotonic()
-            if delay >= remaining:
+            if started + at >= deadline:
                 break
             if delay > 0:
                 await asyncio.sleep(delay)
-            await step()
-        rest = started + duration - time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(step(), timeout=max(deadline - time.monotonic(), 0.01))
+        rest = deadline - time.monotonic()
         if rest > 0:
             await asyncio.sleep(rest)
 
@@ -389,7 +392,8 @@ def run(args: argparse.Namespace) -> int:
         state_dir = Path(args.state_dir) if args.state_dir else Path(temporary)
         state_dir.mkdir(parents=True, exist_ok=True)
         _log_to_file(state_dir / "posbridge.log")
-        asyncio.run(_run_demo(state_dir, console, args.seed, max(args.duration, 0.0), on_line))
+        deadline = started + max(args.duration, 0.0) - STOP_ALLOWANCE_S
+        asyncio.run(_run_demo(state_dir, console, args.seed, deadline, on_line))
     return 0
 
 
@@ -407,12 +411,12 @@ def _log_to_file(path: Path) -> None:
     root.setLevel(logging.INFO)
 
 
-async def _run_demo(state_dir: Path, console: tuple[str, int], seed: int, duration: float,
+async def _run_demo(state_dir: Path, console: tuple[str, int], seed: int, deadline: float,
                     on_line: Callable[[str], None]) -> None:
     shop = DemoShop(state_dir, console, seed, on_line)
     await shop.start()
     try:
-        await shop.run_script(duration)
+        await shop.run_script(deadline)
     finally:
         await shop.stop()
     on_line("demo over")

@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 let state = null;
 let attached = null;  // customer id picked to attach to the next sale
 const SHOW_REASON = new Set(["declined", "refused", "failed"]);
+const SOURCE_NAMES = {checkin: "pay by check-in", keyed: "keyed entry"};
 
 function exponent() { return state && state.lane ? state.lane.exponent : 2; }
 
@@ -108,7 +109,8 @@ function renderQueue() {
   list.replaceChildren();
   for (const txn of queue.items) {
     list.append(el("li", {"data-key": txn.key},
-      el("span", {}, txn.card || txn.source, el("span", {class: "state " + txn.state}, txn.state)),
+      el("span", {}, txn.card || SOURCE_NAMES[txn.source] || txn.source,
+        el("span", {class: "state " + txn.state}, txn.label)),
       el("span", {class: "amt"}, money(txn.amount, txn.currency)),
       el("span", {class: "meta"}, [txn.customer_name, SHOW_REASON.has(txn.state) ? txn.reason : null,
         new Date(txn.updated_at * 1000).toLocaleTimeString()].filter(Boolean).join(" · "))));
