@@ -290,6 +290,7 @@ class SerialDongle:
 
     def _serve(self, link: Link) -> None:
         self.session.decoder = FrameDecoder()
+        self.session.device = None
         next_hello = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
