@@ -83,7 +83,8 @@ def parse_hex(text: str, what: str, lengths: tuple[int, ...] | None = None) -> b
     except ValueError:
         raise KeyMaterialError(f"{what} is not valid hex", field=what) from None
     if lengths is not None and len(value) not in lengths:
-        expected = " or ".join(str(n) for n in lengths)
+        names = [str(n) for n in lengths]
+        expected = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
         raise KeyMaterialError(
             f"{what} must be {expected} bytes, got {len(value)}", field=what, length=len(value)
         )
