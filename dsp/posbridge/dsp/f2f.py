@@ -207,7 +207,8 @@ def find_pulses(samples: Samples, rate: float) -> Pulses | None:
     envelope = centred_max(np.abs(y), window)[centre]
     envelope = np.maximum(envelope, 1e-30)
     strengths = np.abs(peak) / envelope
-    keep = strengths > 0.12
+    loud = np.abs(peak)
+    keep = (strengths > 0.2) & (loud > 0.03 * np.percentile(loud, 95))
     times = (centre[keep] + offset[keep]) * step
     return Pulses(
         times=times.astype(np.float64),
