@@ -44,19 +44,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import logging
 
-    configure_logging(logging.INFO, config.log_path)
+    # What happens goes to the log (stderr, the journal, [log_file]); with --json also to stdout.
+    configure_logging(logging.WARNING if args.json else logging.INFO, config.log_path)
 
-    def on_line(text: str) -> None:
-        if args.json:
-            emit_json({"event": text})
-        else:
-            emit_line(text)
+    def on_json_line(text: str) -> None:
+        emit_json({"event": text})
 
+    on_line = on_json_line if args.json else None
     asyncio.run(_serve(config, on_line))
     return 0
 
 
-async def _serve(config: Config, on_line: Callable[[str], None]) -> None:
+async def _serve(config: Config, on_line: Callable[[str], None] | None) -> None:
     from posbridge.host.lane import run_lane
 
     stop = asyncio.Event()
