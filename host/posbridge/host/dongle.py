@@ -329,4 +329,4 @@ class SerialDongle:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.close)
+        self.close()
