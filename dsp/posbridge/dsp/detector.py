@@ -45,7 +45,7 @@ class DetectorTuning:
     frame_s: float = 0.004
     open_db: float = 10.0
     close_db: float = 5.0
-    hangover_s: float = 0.06
+    hangover_s: float = 0.04
     pre_roll_s: float = 0.15
     post_roll_s: float = 0.02
     floor_window_s: float = 1.0
