@@ -77,16 +77,28 @@ def test_200_swipes_through_corrupted_dropped_and_duplicated_bytes(rig: Rig) -> 
     assert "bad_crc=0 " not in rig.host_output(), "the faults reached the host"
 
 
+def _wait_for_records(rig: Rig, count: int, dongle: subprocess.Popen[bytes], limit_s: float = 60.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while len(rig.host_records()) < count and dongle.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def test_sigkilled_firmware_loses_no_swipe_and_reuses_no_ksn(rig: Rig) -> None:
-    audio = "virtual://?swipes=40&seed=42&gap=0.4"
+    """Kills alternate between a random moment after start (often mid-capture) and right after the
+    host got a few more swipes (mid-sending)."""
+    total = 40
+    audio = f"virtual://?swipes={total}&seed=42&gap=0.4"
     link = f"fault://?{FAULTS}&url={rig.cable.paths[0]}"
-    host = rig.start_host(count=40)
+    host = rig.start_host(count=total)
     kills = random.Random(20261126)
     delivered_at_kill = []
     try:
-        for _ in range(KILLS):
+        for attempt in range(KILLS):
             dongle = rig.start_dongle(audio, link)
-            time.sleep(kills.uniform(1.2, 3.0))
+            if attempt % 2 == 0:
+                time.sleep(kills.uniform(0.5, 3.0))
+            else:
+                _wait_for_records(rig, len(rig.host_records()) + kills.randint(1, 5), dongle)
             if dongle.poll() is None:
                 dongle.send_signal(signal.SIGKILL)
                 delivered_at_kill.append(len(rig.host_records()))
@@ -101,8 +113,7 @@ def test_sigkilled_firmware_loses_no_swipe_and_reuses_no_ksn(rig: Rig) -> None:
         stop(host, grace_s=0)
     _check_exactly_once_in_order(rig, expected)
     print("swipes delivered at each SIGKILL:", delivered_at_kill)
-    assert len(delivered_at_kill) >= 3
-    assert any(0 < delivered < 40 for delivered in delivered_at_kill), "a kill hit while sending"
+    assert sum(0 < delivered < total for delivered in delivered_at_kill) >= 2, "kills hit while sending"
 
 
 def test_dongle_refuses_a_key_file_others_can_read(rig: Rig) -> None:
