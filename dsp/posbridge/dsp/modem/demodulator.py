@@ -39,7 +39,7 @@ class DemodulatorStats:
     bytes_out: int = 0
     characters_rejected: int = 0
     bursts_ok: int = 0
-    bursts_lost: int = 0
+    bursts_lost: int = 0  # preamble detections that gave no burst (noise, cut audio, no sync)
     bad_headers: int = 0
 
 
@@ -117,8 +117,9 @@ class _AsyncReceiver:
 
 class _BurstReceiver:
     block_symbols = 64
+    acquire_symbols = 16
     window = 256
-    lookahead = 128
+    lookahead = 256
     detect_ratio = 0.38
 
     def __init__(self, profile: ModemProfile, rate: int, stats: DemodulatorStats):
@@ -127,6 +128,7 @@ class _BurstReceiver:
         self.bank = ToneBank(tuple(Fraction(b, 32) for b in profile.tone_bins), self.symbol)
         self.stats = stats
         self.sync = np.array(profile.sync_word)
+        self._dotting_phasor = np.exp(-1j * np.pi * np.arange(2 * self.symbol) / self.symbol)
         self._energies = np.zeros((len(profile.tone_bins), 0))
         self._strongest = np.zeros(0)
         self._power = np.zeros(0)
@@ -174,29 +176,30 @@ class _BurstReceiver:
 
     def _search(self) -> bool:
         base, window = self._base, self.window
-        end = base + self._power.size
-        last = end - self.lookahead - 4 * self.symbol
-        first = max(self._position, base + window)
+        end = base + self._power.size - 4 * self.symbol
+        last = end - self.lookahead
+        first = max(self._position + window - 1, base + window)
         if last <= first:
             return False
         lo = first - window + 1 - base
-        dotting = self._energies[0, lo : last - base] - self._energies[3, lo : last - base]
-        both = self._energies[0, lo : last - base] + self._energies[3, lo : last - base]
-        index = np.arange(first - window + 1, last)
-        rotated = dotting * np.exp(-2j * np.pi * (index % (2 * self.symbol)) / (2 * self.symbol))
+        dotting = self._energies[0, lo : end - base] - self._energies[3, lo : end - base]
+        both = self._energies[0, lo : end - base] + self._energies[3, lo : end - base]
+        index = np.arange(first - window + 1, end)
+        rotated = dotting * self._dotting_phasor[index % (2 * self.symbol)]
         sums = np.concatenate(([0], np.cumsum(rotated)))
         levels = np.concatenate(([0.0], np.cumsum(both)))
         fundamental = np.abs(sums[window:] - sums[:-window])
         level = levels[window:] - levels[:-window]
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(level > 0, fundamental / level, 0.0)
-        hits = np.flatnonzero(ratio >= self.detect_ratio)
+        hits = np.flatnonzero(ratio[: last - first] >= self.detect_ratio)
         if hits.size == 0:
-            self._position = last
+            self._position = last - window + 1
             return False
-        detected = first + int(hits[0])
-        self._lock(detected + self.lookahead - self.window + 1)
-        self._position = detected + 1
+        hit = int(hits[0])
+        fullest = hit + int(np.argmax(fundamental[hit : hit + self.lookahead + 1]))
+        self._lock(first + fullest - window + 1)
+        self._position = first + hit + 1
         return True
 
     def _lock(self, start: int) -> None:
@@ -204,7 +207,7 @@ class _BurstReceiver:
         index = np.arange(start, start + 2 * half)
         dotting = self._energies[0, start - self._base : start - self._base + 2 * half]
         dotting = dotting - self._energies[3, start - self._base : start - self._base + 2 * half]
-        rotated = dotting * np.exp(-2j * np.pi * (index % (2 * self.symbol)) / (2 * self.symbol))
+        rotated = dotting * self._dotting_phasor[index % (2 * self.symbol)]
         first, second = rotated[:half].sum(), rotated[half:].sum()
         cycles = half / (2 * self.symbol)
         error = -float(np.angle(second / first)) / (2 * np.pi * cycles) if abs(first) > 0 else 0.0
@@ -229,7 +232,7 @@ class _BurstReceiver:
         return blended
 
     def _track(self, out: bytearray) -> bool:
-        count = self.block_symbols
+        count = self.block_symbols if self._length >= 0 else self.acquire_symbols
         if self._length >= 0:
             wanted = 4 * (BURST_HEADER_BYTES + self._length)
             count = min(count, self._sync_end + wanted - len(self._symbols))
@@ -251,7 +254,7 @@ class _BurstReceiver:
             carrier = np.where(power > 0, 2 * energies.max(axis=0) / (self.symbol * power), 0.0)
         if carrier.mean() < 0.7:
             self.stats.bursts_lost += 1
-            self._position = int(positions[-1])
+            self._position = max(self._position, int(positions[0]))
             self._reset_burst()
             return True
         self._symbols.extend(np.argmax(energies, axis=0).tolist())
