@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from posbridge.host.config import Config
-from posbridge.protocols.errors import ConfigError, DeviceError, PosBridgeError
+from posbridge.protocols.errors import PosBridgeError, UsageError
 from posbridge.protocols.types import Card, CheckIn, CheckOut, PresenceEvent, Swipe, Transaction
 
 Emit = Callable[[str, object], None]
+"""How an input hands something to the lane: ``emit(input_name, item)``; safe from any thread."""
 
 
 @dataclass(frozen=True)
@@ -157,10 +158,6 @@ def configured_inputs(config: Config, registry: Any) -> list[Any]:
     if config.scanner.url:
         inputs.append(_scanner_input(config.scanner.url, registry))
     return inputs
-
-
-def _missing_part(key: str, what: str) -> ConfigError:
-    return ConfigError(f"{key}: {what} support is not available in this build", key=key)
 
 
 async def relay(events: Any, name: str, convert: Callable[[Any], object | None], emit: Emit,
@@ -322,10 +319,8 @@ def open_registry(config: Config) -> Any:
     """The customer registry named by ``[customers] registry``, or None."""
     if not config.customers.registry:
         return None
-    try:
-        from posbridge.host.customers import CustomerRegistry
-    except ImportError:
-        raise _missing_part("[customers] registry", "customer registry") from None
+    from posbridge.host.customers import CustomerRegistry
+
     return CustomerRegistry.load(config.customers.registry)
 
 
@@ -371,10 +366,16 @@ def card_from_swipe(swipe: Swipe) -> Card:
 
 
 def account_holder(registry: Any, customer: str) -> Any:
-    """The registry entry (``.id``, ``.account_token``) of a checked-in customer."""
+    """The registry entry (``.id``, ``.account_token``) of a customer, for pay by check-in."""
     if registry is None:
-        raise DeviceError("no customer registry is configured ([customers] registry)")
-    return registry.get(customer)
+        raise UsageError("pay by check-in needs a customer registry ([customers] registry)")
+    try:
+        holder = registry.get(customer)
+    except KeyError:
+        raise UsageError(f"customer {customer} is not in the registry") from None
+    if getattr(holder, "account_token", None) is None:
+        raise UsageError(f"customer {customer} has no stored payment method (account_token)")
+    return holder
 
 
 def customer_name(registry: Any, customer: str) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -26,16 +25,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
 from posbridge.host import app as parts
-from posbridge.host.app import AtCounter, ReadFailure
+from posbridge.host.app import AtCounter, Emit, ReadFailure
 from posbridge.host.config import Config
+from posbridge.host.queue.rules import format_amount
 from posbridge.protocols.errors import CaptureRefused, ParseError, PosBridgeError, UsageError
 from posbridge.protocols.types import Card, ChipRead, EncryptedCardData, MaskedCard, Swipe
 
 log = logging.getLogger("posbridge.lane")
 
 CardSource = Swipe | ChipRead | EncryptedCardData | Card
-Emit = Callable[[str, object], None]
-"""How an input hands something to the lane: ``emit(input_name, item)``; safe from any thread."""
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MAX_ALERTS = 50
@@ -167,11 +165,6 @@ def _masked_of(item: CardSource) -> MaskedCard | None:
     return None
 
 
-def money(amount: int, currency: str) -> str:
-    """``1250, "USD"`` -> ``"USD 12.50"`` (two minor digits)."""
-    return f"{currency} {amount // 100}.{amount % 100:02d}"
-
-
 class Lane:
     """One checkout lane. Use ``async with Lane(config) as lane`` or :meth:`start` / :meth:`stop`.
 
@@ -266,19 +259,12 @@ class Lane:
         parts.close_queue(self._queue)
         self.line(f"lane {self.config.lane.id} stopped")
 
-    async def run_until(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, then stop gracefully."""
-        try:
-            await stop.wait()
-        finally:
-            await self.stop()
-
     def emit(self, input_name: str, item: object) -> None:
         """Hand an item from an input to the lane; callable from any thread."""
         loop = self._loop
         if loop is None:
             raise RuntimeError("the lane is not started")
-        if threading.current_thread() is threading.main_thread() and _running_loop() is loop:
+        if _running_loop() is loop:
             self._inbox.put_nowait((input_name, item))
         else:
             loop.call_soon_threadsafe(self._inbox.put_nowait, (input_name, item))
@@ -369,7 +355,7 @@ class Lane:
             raise UsageError("amount must be positive")
         self.sale = Sale(amount, self.config.lane.currency, customer)
         who = f" for {self._customer_name(customer)}" if customer else ""
-        self.line(f"sale {money(amount, self.config.lane.currency)}{who}: waiting for card")
+        self.line(f"sale {format_amount(amount, self.config.lane.currency)}{who}: waiting for card")
         self.watch_state.bump()
 
     async def cancel_sale(self) -> None:
@@ -387,7 +373,8 @@ class Lane:
             raise UsageError("no sale is waiting for confirmation")
         item, masked, kind = self._unconfirmed
         self._unconfirmed = None
-        self.line(f"cashier confirmed {money(self.sale.amount, self.sale.currency)} {masked or ''}".rstrip())
+        amount = format_amount(self.sale.amount, self.sale.currency)
+        self.line(f"cashier confirmed {amount} {masked or ''}".rstrip())
         await self._capture(item, source_label="confirmed", masked=masked, confirm=(kind,))
 
     async def pay_by_checkin(self, amount: int, customer: str) -> None:
@@ -397,7 +384,7 @@ class Lane:
         holder = parts.account_holder(self._registry, customer)
         self._unconfirmed = None
         self.sale = Sale(amount, self.config.lane.currency, customer)
-        amount_text = money(amount, self.config.lane.currency)
+        amount_text = format_amount(amount, self.config.lane.currency)
         self.line(f"pay by check-in: {self._customer_name(customer)} {amount_text}")
         await self._capture(holder, source_label="check-in", masked=None)
 
@@ -432,14 +419,14 @@ class Lane:
             self.sale = replace(
                 sale, status="refused", card=masked.masked_pan if masked else None, reason=str(error)
             )
-            self.line(f"refused {money(sale.amount, sale.currency)} {masked or ''}: {error}")
+            self.line(f"refused {format_amount(sale.amount, sale.currency)} {masked or ''}: {error}")
             self.watch_state.bump()
             return
         self.metrics.inc("captures")
         self._capture_started[transaction.key] = time.monotonic()
         card_text = masked.masked_pan if masked else None
         self.sale = replace(sale, status="processing", card=card_text, key=transaction.key)
-        self.line(f"captured {money(sale.amount, sale.currency)} {masked or source_label}")
+        self.line(f"captured {format_amount(sale.amount, sale.currency)} {masked or source_label}")
         self._apply_transaction(transaction)
         self.watch_state.bump()
 
@@ -460,7 +447,7 @@ class Lane:
         answered_badly = transaction.reason and status in ("declined", "refused")
         reason = f" ({transaction.reason})" if answered_badly else ""
         card = f" {transaction.card.masked_pan}" if transaction.card else ""
-        amount = money(transaction.amount, transaction.currency)
+        amount = format_amount(transaction.amount, transaction.currency)
         if status in ("approved", "declined"):
             self.metrics.observe_forward_latency(time.monotonic() - started)
             del self._capture_started[transaction.key]

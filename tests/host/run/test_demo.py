@@ -12,11 +12,11 @@ def test_demo_runs_the_shop_and_leaks_no_pan(isolated_env: Path) -> None:
     result = posbridge("demo", "--duration", "20", "--console", "127.0.0.1:0", "--state-dir", str(state))
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for expected in ("check-in: Alice", "approved USD 12.50", "pay by check-in: Bob", "approved USD 4.20",
+    for expected in ("check-in: Alice", "approved 12.50 USD", "pay by check-in: Bob", "approved 4.20 USD",
                      "ALERT same card", "ALERT card expired", "network: processor unreachable",
-                     "offline USD 15.00", "chip reader: chip VISA 400000******",
+                     "offline 15.00 USD", "chip reader: chip VISA 400000******",
                      "network: processor reachable",
-                     "stored payment forwarded: approved USD 15.00", "check-in: Carol", "demo over"):
+                     "stored payment forwarded: approved 15.00 USD", "check-in: Carol", "demo over"):
         assert expected in out, expected
     assert "******" in out
     assert not clear_pans(out.encode() + result.stderr.encode())

@@ -120,5 +120,5 @@ def test_sigterm_mid_capture_loses_nothing(isolated_env: Path) -> None:
         queue.close()
     pending = [t for t in stored if t.state.value in ("captured", "forwarding")]
     assert len(pending) == len(announced)
-    assert {t.amount for t in pending} == {int(e.split()[2].replace(".", "")) for e in announced}
+    assert {t.amount for t in pending} == {int(e.split()[1].replace(".", "")) for e in announced}
     assert not clear_pans(stdout.encode() + stderr.encode())
