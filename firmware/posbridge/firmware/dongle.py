@@ -30,6 +30,7 @@ from posbridge.protocols import dukpt
 from posbridge.protocols.errors import DeviceError, FrameError, TrackError, UnsupportedFrame
 from posbridge.protocols.link import (
     Ack,
+    ChipMessage,
     DeviceInfo,
     FragmentAck,
     Frame,
@@ -152,6 +153,15 @@ class Dongle:
         if link is not None:
             link.wake()
         log.info("swipe seq %d encrypted under KSN %s", seq, ksn.hex().upper())
+        return frame
+
+    def accept_chip(self, tlv: bytes) -> Frame:
+        """Queue an EMV chip read (BER-TLV bytes from the chip reader) for the host, like a swipe."""
+        frame = Frame.of(ChipMessage(tlv), self.counter.reserve_seq(), FrameFlags.ACK_REQUESTED)
+        self.outbox.put(frame, -1.0)
+        link = self._link
+        if link is not None:
+            link.wake()
         return frame
 
     @property

@@ -236,6 +236,16 @@ class KsnCounter:
             self.counter, self.seq = counter, seq
             return self.key.ksn_for(counter), seq
 
+    def reserve_seq(self) -> int:
+        """A fresh frame sequence number (for frames that carry no DUKPT data, e.g. chip reads)."""
+        with self._lock:
+            seq = self.seq + 1
+            if seq > self.state.seq:
+                self.state.seq = seq + RESERVE_AHEAD
+                self._save()
+            self.seq = seq
+            return seq
+
     def mark_consumed(self, stream_time: float) -> None:
         """Record durably that swipes ending at or before ``stream_time`` need no capture again."""
         with self._lock:

@@ -93,12 +93,17 @@ def _crc32c_table() -> tuple[int, ...]:
 _CRC32C_TABLE = _crc32c_table()
 
 
-_CRC32C_WIDE: list[tuple[int, ...]] = []
+_CRC32C_WIDE: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
 def _crc32c_wide_tables() -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Tables mapping the low and the high 16 bits of the state to its value after 4 zero bytes."""
-    if not _CRC32C_WIDE:
+    """Tables mapping the low and the high 16 bits of the state to its value after 4 zero bytes.
+
+    Built on first use; threads racing here may each build them, never see half of them.
+    """
+    global _CRC32C_WIDE
+    tables = _CRC32C_WIDE
+    if tables is None:
         table = _CRC32C_TABLE
 
         def four_zero_bytes(state: int) -> int:
@@ -106,9 +111,10 @@ def _crc32c_wide_tables() -> tuple[tuple[int, ...], tuple[int, ...]]:
                 state = table[state & 0xFF] ^ (state >> 8)
             return state
 
-        _CRC32C_WIDE.append(tuple(four_zero_bytes(low) for low in range(1 << 16)))
-        _CRC32C_WIDE.append(tuple(four_zero_bytes(high << 16) for high in range(1 << 16)))
-    return _CRC32C_WIDE[0], _CRC32C_WIDE[1]
+        low = tuple(four_zero_bytes(bits) for bits in range(1 << 16))
+        high = tuple(four_zero_bytes(bits << 16) for bits in range(1 << 16))
+        tables = _CRC32C_WIDE = (low, high)
+    return tables
 
 
 def crc32c(data: bytes, crc: int = 0) -> int:

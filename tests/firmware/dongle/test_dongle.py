@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from posbridge.firmware.dongle import Dongle, DongleSettings, default_state_dir, run_dongle
-from posbridge.firmware.keystore import DongleKey, KsnCounter
+from posbridge.firmware.keystore import DongleKey, KsnCounter, provision
 from posbridge.firmware.outbox import Outbox
 from posbridge.hardware.link import NullModem, open_link
-from posbridge.host.dongle import DongleSwipe, SerialDongle
+from posbridge.host.dongle import DongleChip, DongleSwipe, SerialDongle
 from posbridge.protocols import dukpt, link
 from posbridge.protocols.types import Swipe, Track, TrackFormat
 
@@ -132,8 +132,8 @@ def test_unknown_frames_are_answered_with_nak(
                 if any(isinstance(item, link.Frame) for item in hello.feed(host.read())):
                     break
             body = bytes([1, 0x7E, 0]) + (9).to_bytes(4, "big") + bytes(2)
-            host.write(link.cobs_encode(body + link.crc32c(body).to_bytes(4, "big")) + b"\x00")
             host.write(b"\x03garbage\x00")
+            host.write(link.cobs_encode(body + link.crc32c(body).to_bytes(4, "big")) + b"\x00")
             decoder = link.FrameDecoder()
             naks = []
             for _ in range(100):
@@ -157,3 +157,70 @@ def test_swipes_that_are_not_cards_are_skipped(dongle_key: DongleKey, tmp_path: 
     assert dongle.accept(noise) is None
     assert dongle.stats.swipes_skipped == 1
     assert len(dongle.outbox) == 0
+
+
+async def test_host_goes_away_and_comes_back(
+    cable: NullModem, dongle_key: DongleKey, tmp_path: Path, rng: random.Random
+) -> None:
+    swipes = make_swipes(4, rng)
+    dongle = Dongle(
+        dongle_key,
+        KsnCounter(dongle_key, tmp_path / "s.json"),
+        Outbox(tmp_path / "o"),
+        cable.paths[0],
+        DongleSettings(max_backoff_s=0.2),
+    )
+    stop = threading.Event()
+    thread = _start(dongle.serve, stop=stop)
+    try:
+        for swipe in swipes[:2]:
+            dongle.accept(swipe)
+        first, _ = await _collect(cable.paths[1], 2)
+        for swipe in swipes[2:]:
+            dongle.accept(swipe)
+        chip = dongle.accept_chip(bytes.fromhex("9F2701809F3602001A"))
+        await asyncio.sleep(0.3)
+        assert len(dongle.outbox) == 3
+        host = SerialDongle(cable.paths[1])
+        events: list[object] = []
+        async with asyncio.timeout(30), host:
+            async for event in host:
+                events.append(event)
+                if len(events) == 3:
+                    break
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert [event.seq for event in first] == [1, 2]
+    second = [event for event in events if isinstance(event, DongleSwipe)]
+    assert [dukpt.decrypt_tracks(TEST_BDK, event.card)[0].text for event in second] == [
+        swipe.tracks[0].text for swipe in swipes[2:]
+    ]
+    chips = [event for event in events if isinstance(event, DongleChip)]
+    assert [(chip_event.seq, chip_event.tlv) for chip_event in chips] == [
+        (chip.seq, bytes.fromhex("9F2701809F3602001A"))
+    ]
+
+
+async def test_tdes_dongle_round_trip(cable: NullModem, tmp_path: Path, rng: random.Random) -> None:
+    bdk = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+    key = provision(bdk, bytes.fromhex("FFFF9876543210E00000"), tmp_path / "k")
+    swipes = make_swipes(2, rng)
+    stop = threading.Event()
+    thread = _start(
+        run_dongle,
+        audio_url="",
+        link_url=cable.paths[0],
+        key_file=tmp_path / "k",
+        exit_when_idle=True,
+        swipes=swipes,
+        stop=stop,
+    )
+    got, _ = await _collect(cable.paths[1], 2)
+    thread.join(timeout=10)
+    assert key.scheme == "tdes"
+    assert [event.card.scheme for event in got] == ["tdes", "tdes"]
+    assert [dukpt.tdes_counter(event.card.ksn) for event in got] == [1, 2]
+    assert [dukpt.decrypt_tracks(bdk, event.card)[0].text for event in got] == [
+        s.tracks[0].text for s in swipes
+    ]
