@@ -73,3 +73,21 @@ def test_cli_exit_codes(isolated_env: Path) -> None:
     records = [json.loads(line) for line in bad.stdout.splitlines()]
     assert {"check": "key file", "status": "fail"}.items() <= next(
         r for r in records if r["check"] == "key file").items()
+
+
+def test_registry_file_checked(isolated_env: Path) -> None:
+    registry = isolated_env / "customers.json"
+    beacon = "ibeacon:e2c56db5-dffb-48d2-b060-d0f5a71096e0:1:1"
+    registry.write_text(json.dumps({"customers": [{"id": "c1", "name": "Ada", "beacons": [beacon]}]}))
+    registry.chmod(0o644)
+    status, detail, fix = findings(isolated_env, customers_registry=str(registry))["customers"][0]
+    assert status == FAIL
+    assert "account tokens" in detail
+    assert fix == f"chmod 600 {registry}"
+    registry.chmod(0o600)
+    found = findings(isolated_env, customers_registry=str(registry))["customers"][0]
+    assert found[:2] == (OK, f"{registry}: 1 customer(s)")
+    registry.write_text('{"customers": 3}')
+    status, detail, _ = findings(isolated_env, customers_registry=str(registry))["customers"][0]
+    assert status == FAIL
+    assert "list named 'customers'" in detail

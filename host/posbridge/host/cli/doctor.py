@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from posbridge.host.config import Config
 
 COMMAND = "doctor"
-HELP = "check audio input, BLE adapter, serial device, clock, disk and key file, and say how to fix them"
+HELP = "check audio, BLE adapter, serial device, clock, disk, key and registry files; say how to fix them"
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 MIN_FREE_BYTES = 100 * 1024 * 1024
@@ -86,6 +86,7 @@ def diagnose(config: Config) -> Iterator[Finding]:
     yield _clock()
     yield _disk(config)
     yield _key_file(config)
+    yield _registry(config)
     yield _console_port(config)
     yield _processor(config)
 
@@ -198,6 +199,19 @@ def _disk(config: Config) -> Finding:
     return Finding("disk", OK, text)
 
 
+def _private_file(check: str, path: Path, what: str) -> Finding | None:
+    """A FAIL finding when ``path`` is readable by others or owned by another user, else None."""
+    info = path.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        return Finding(check, FAIL, f"{path} has mode {mode:04o}: other users can read {what}",
+                       f"chmod 600 {path}")
+    if info.st_uid != os.geteuid():
+        return Finding(check, FAIL, f"{path} is owned by uid {info.st_uid}, not by uid {os.geteuid()}",
+                       f"chown it to the service user (sudo chown posbridge: {path})")
+    return None
+
+
 def _key_file(config: Config) -> Finding:
     path = config.key_path
     if not path.exists():
@@ -206,15 +220,28 @@ def _key_file(config: Config) -> Finding:
             return Finding("key file", FAIL, f"{path} is missing and {parent} is not writable",
                            f"create {path.parent} owned by the service user (systemd's StateDirectory does)")
         return Finding("key file", OK, f"{path} will be created with mode 0600 on first run")
-    info = path.stat()
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        return Finding("key file", FAIL, f"{path} has mode {mode:04o}: other users can read the device key",
-                       f"chmod 600 {path}")
-    if info.st_uid != os.geteuid():
-        return Finding("key file", FAIL, f"{path} is owned by uid {info.st_uid}, not by uid {os.geteuid()}",
-                       f"chown the key file to the service user (sudo chown posbridge: {path})")
-    return Finding("key file", OK, f"{path} mode {mode:04o}, owned by this user")
+    problem = _private_file("key file", path, "the device key")
+    return problem or Finding("key file", OK, f"{path} readable by this user only")
+
+
+def _registry(config: Config) -> Finding:
+    if not config.customers.registry:
+        return Finding("customers", SKIP, "no [customers] registry configured")
+    path = Path(config.customers.registry)
+    if not path.exists():
+        return Finding("customers", FAIL, f"{path} does not exist",
+                       "write the registry (see `posbridge checkin --help`) or fix [customers] registry")
+    problem = _private_file("customers", path, "account tokens and beacon keys")
+    if problem is not None:
+        return problem
+    from posbridge.host.customers import CustomerRegistry
+    from posbridge.protocols.errors import PosBridgeError
+
+    try:
+        registry = CustomerRegistry.load(path)
+    except PosBridgeError as error:
+        return Finding("customers", FAIL, str(error), "fix the file; each customer needs an id and beacons")
+    return Finding("customers", OK, f"{path}: {len(registry)} customer(s)")
 
 
 def _console_port(config: Config) -> Finding:
