@@ -207,3 +207,45 @@ def test_fuzz_well_framed_random_payloads(message_type: link.MessageType, payloa
     except FrameError:
         return
     assert message_type == message.TYPE
+
+
+def test_fragments_reassemble_to_the_original_frame() -> None:
+    frame = link.Frame.of(_SWIPE, seq=77, flags=link.FrameFlags.ACK_REQUESTED)
+    pieces = link.fragment_frame(frame, chunk_bytes=10)
+    assert len(pieces) > 5
+    assert all(piece.seq == 77 and len(piece.payload) <= 13 for piece in pieces)
+    reassembler = link.Reassembler()
+    results = [reassembler.add(piece) for piece in reversed(pieces)]
+    assert results[:-1] == [None] * (len(pieces) - 1)
+    assert results[-1] == frame
+    assert reassembler.received_mask(77) == 0
+
+
+def test_fragment_count_is_capped() -> None:
+    frame = link.Frame(link.MessageType.CHIP, seq=1, payload=bytes(link.MAX_PAYLOAD))
+    assert len(link.fragment_frame(frame, chunk_bytes=1)) == link.MAX_FRAGMENTS
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.integers(0, 255),
+            st.integers(0, 255),
+            st.integers(0, 255),
+            st.binary(max_size=8),
+        ),
+        max_size=30,
+    )
+)
+@settings(max_examples=200)
+def test_fuzz_reassembler_only_typed_errors(pieces: list[tuple[int, int, int, int, bytes]]) -> None:
+    reassembler = link.Reassembler(max_pending=4)
+    for seq, inner_type, index, count, chunk in pieces:
+        payload = bytes([inner_type, index, count]) + chunk
+        try:
+            whole = reassembler.add(link.Frame(link.MessageType.FRAGMENT, seq=seq, payload=payload))
+        except FrameError:
+            continue
+        if whole is not None:
+            assert whole.seq == seq
