@@ -49,7 +49,7 @@ Samples = NDArray[np.number[Any]]
 MIN_RATE = 1000.0
 MAX_RATE = 400_000.0
 #: Shortest track text accepted from audio (shorter decodes are treated as noise).
-MIN_TEXT_CHARACTERS = 5
+MIN_TEXT_CHARACTERS = 7
 #: Clocking zeros that must follow the LRC for a track to count.
 MIN_TRAILING_ZEROS = 4
 LOCK_INTERVALS = 8
@@ -409,75 +409,82 @@ def recover_bits(samples: Samples, rate: float) -> list[list[int]]:
     return [burst.bits for burst in recover_bursts(samples, rate)]
 
 
+#: A re-decided bit must be this uncertain, and the track around it this certain (median).
+WEAK_BIT = 0.3
+CONFIDENT_TRACK = 0.6
+#: Characters per re-decided bit (at least one re-decision is allowed).
+CHARACTERS_PER_REPAIR = 10
+#: Shortest track text accepted after re-deciding bits.
+MIN_REPAIRED_CHARACTERS = 8
+
+
 def _repaired_candidates(bits: Sequence[int], confidence: Sequence[float]) -> list[list[int]]:
     """Bit streams with the weakest bit of each parity-failing character re-decided, one per
-    start-sentinel candidate and character set (forward order of ``bits``)."""
+    start-sentinel candidate and character set (forward order of ``bits``).
+
+    Only a bit with confidence at most ``WEAK_BIT`` is re-decided, at most one per
+    ``CHARACTERS_PER_REPAIR`` characters, and only in a track whose median bit confidence is at
+    least ``CONFIDENT_TRACK``: re-deciding bits in a noisy burst would let parity pass by chance.
+    """
     candidates: list[list[int]] = []
     for fmt in (TrackFormat.ALPHA, TrackFormat.BCD):
         charset = CHARACTER_SETS[fmt]
         width = charset.bits_per_character
-        pattern = [(charset.code(charset.start_sentinel) >> i) & 1 for i in range(charset.data_bits)]
+        pattern = bytes((charset.code(charset.start_sentinel) >> i) & 1 for i in range(charset.data_bits))
         end_code = charset.code(charset.end_sentinel)
-        for start in range(len(bits) - width):
-            if list(bits[start : start + charset.data_bits]) != pattern:
-                continue
-            repaired = list(bits)
-            flips = 0
-            position = start
-            ok = False
-            for _ in range(charset.max_characters):
-                if position + width > len(repaired):
-                    break
-                chunk = repaired[position : position + width]
-                if sum(chunk) % 2 == 0:
-                    weakest = min(range(width), key=lambda i: confidence[position + i])
-                    if confidence[position + weakest] > 0.5 or flips >= 3:
-                        break
-                    repaired[position + weakest] ^= 1
-                    flips += 1
-                    chunk = repaired[position : position + width]
-                code = sum(bit << i for i, bit in enumerate(chunk[: charset.data_bits]))
-                position += width
-                if code == end_code:
-                    ok = True
-                    break
-            if not ok or flips == 0 or position + width > len(repaired):
-                continue
-            lrc = repaired[position : position + width]
-            if sum(lrc) % 2 == 0:
-                weakest = min(range(width), key=lambda i: confidence[position + i])
-                if confidence[position + weakest] <= 0.5 and flips < 3:
-                    repaired[position + weakest] ^= 1
-            candidates.append(repaired)
+        stream = bytes(bits)
+        start = stream.find(pattern)
+        while start >= 0:
+            candidate = _repair_from(list(bits), confidence, start, width, charset.data_bits, end_code)
+            if candidate is not None:
+                candidates.append(candidate)
+            start = stream.find(pattern, start + 1)
     return candidates
 
 
-MAX_SLIP_SITES = 6
-
-
-def _slip_variants(bits: list[int], confidence: list[float]) -> Iterator[tuple[list[int], list[float]]]:
-    """The stream with one bit cell dropped or added where the clock lost its lock (a run of
-    zero-confidence cells): the bit slips a tracker makes when a boundary pulse is missing."""
-    lost = [value == 0.0 for value in confidence]
-    sites = [
-        i
-        for i, is_lost in enumerate(lost)
-        if is_lost and (i == 0 or not lost[i - 1]) and sum(lost[max(0, i - 8) : i + 8]) <= 3
-    ]
-    if len(sites) > MAX_SLIP_SITES:
-        return
-    for site in sites:
-        yield bits[:site] + bits[site + 1 :], confidence[:site] + confidence[site + 1 :]
-        for inserted in (0, 1):
-            yield [*bits[:site], inserted, *bits[site:]], [*confidence[:site], 0.0, *confidence[site:]]
+def _repair_from(
+    repaired: list[int], confidence: Sequence[float], start: int, width: int, data_bits: int, end_code: int
+) -> list[int] | None:
+    flips = 0
+    position = start
+    characters = 0
+    while True:
+        if position + width > len(repaired) or characters > 110:
+            return None
+        chunk = repaired[position : position + width]
+        if sum(chunk) % 2 == 0:
+            weakest = min(range(width), key=lambda i: confidence[position + i])
+            if confidence[position + weakest] > WEAK_BIT or flips >= 1 + characters // CHARACTERS_PER_REPAIR:
+                return None
+            repaired[position + weakest] ^= 1
+            flips += 1
+            chunk = repaired[position : position + width]
+        code = sum(bit << i for i, bit in enumerate(chunk[:data_bits]))
+        position += width
+        characters += 1
+        if code == end_code:
+            break
+    if position + width > len(repaired):
+        return None
+    lrc = repaired[position : position + width]
+    if sum(lrc) % 2 == 0:
+        weakest = min(range(width), key=lambda i: confidence[position + i])
+        if confidence[position + weakest] > WEAK_BIT:
+            return None
+        repaired[position + weakest] ^= 1
+        flips += 1
+    region = sorted(confidence[start : position + width])
+    if flips == 0 or region[len(region) // 2] < CONFIDENT_TRACK:
+        return None
+    return repaired
 
 
 def decode_bits(bits: Sequence[int], confidence: Sequence[float] | None = None) -> Track | None:
     """The validated track in one burst's bits, or None (step 5).
 
-    Tries the bits as recovered; then, with per-bit ``confidence``, re-decides the weakest bit of
-    each character that fails parity; then does the same after undoing one bit slip where the
-    clock lost its lock. Every candidate must pass the full check of :func:`_validated`.
+    Tries the bits as recovered, then, with per-bit ``confidence``, re-decides the weakest bit of
+    each character that fails parity (see :func:`_repaired_candidates`). Every candidate must pass
+    the full check: parity, end sentinel, LRC and its parity, trailing clocking zeros, length.
     """
     try:
         return _validated(bits, allow_reverse=True)
@@ -485,18 +492,7 @@ def decode_bits(bits: Sequence[int], confidence: Sequence[float] | None = None) 
         pass
     if confidence is None:
         return None
-    track = _repaired(list(bits), list(confidence))
-    if track is not None:
-        return track
-    for variant, weights in _slip_variants(list(bits), list(confidence)):
-        try:
-            return _validated(variant, allow_reverse=True)
-        except ParseError:
-            pass
-        track = _repaired(variant, weights)
-        if track is not None:
-            return track
-    return None
+    return _repaired(list(bits), list(confidence))
 
 
 def _repaired(bits: list[int], confidence: list[float]) -> Track | None:
@@ -505,16 +501,16 @@ def _repaired(bits: list[int], confidence: list[float]) -> Track | None:
     for direction, stream, weights in (forward, backward):
         for candidate in _repaired_candidates(stream, weights):
             try:
-                track = _validated(candidate, allow_reverse=False)
+                track = _validated(candidate, allow_reverse=False, min_characters=MIN_REPAIRED_CHARACTERS)
             except ParseError:
                 continue
             return Track(track.number, track.format, track.text, direction, track.raw_bits)
     return None
 
 
-def _validated(bits: Sequence[int], *, allow_reverse: bool) -> Track:
+def _validated(bits: Sequence[int], *, allow_reverse: bool, min_characters: int = 0) -> Track:
     track = decode_track_bits(bits, min_trailing_zeros=MIN_TRAILING_ZEROS, allow_reverse=allow_reverse)
-    if len(track.text) < MIN_TEXT_CHARACTERS:
+    if len(track.text) < max(min_characters, MIN_TEXT_CHARACTERS):
         raise TrackError("track too short to be told from noise", length=len(track.text))
     return track
 

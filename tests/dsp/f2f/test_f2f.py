@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from posbridge.dsp.f2f import decode_segment, recover_bits
+from posbridge.dsp.f2f import decode_bits, decode_segment, recover_bits
 from posbridge.dsp.synth import BITS_PER_CM, SwipeParams, synthesize_swipe, test_card_tracks
 from posbridge.protocols.errors import AudioFormatError
 from posbridge.protocols.magstripe import encode_track
@@ -130,3 +130,33 @@ def test_noise_never_gives_a_track() -> None:
             assert decode_segment(noise, rate) == ()
             tone = np.sin(2 * np.pi * rng.uniform(100, rate / 3) * np.arange(int(rate * 0.5)) / rate)
             assert decode_segment(tone + 0.1 * noise, rate) == ()
+
+
+@pytest.mark.parametrize("profile", ["uniform", "confident"])
+def test_random_bursts_never_give_a_track(profile: str) -> None:
+    """Garbage bits (what a clock locked on noise would produce) must never pass as a track,
+    even with the weak-bit re-decision that parity failures trigger."""
+    rng = np.random.default_rng(2026 if profile == "uniform" else 2027)
+    for _ in range(800):
+        size = int(rng.integers(50, 700))
+        bits = rng.integers(0, 2, size).tolist()
+        if profile == "uniform":
+            confidence = rng.uniform(0, 1, size)
+        else:
+            confidence = np.where(rng.random(size) < 0.08, 0.1, 0.9)
+        assert decode_bits(bits, confidence.tolist()) is None
+
+
+def test_weak_bit_is_re_decided() -> None:
+    text = "4000001234567899=29121010000000000"
+    bits = [0] * 12 + encode_track(text, TrackFormat.BCD) + [0] * 12
+    confidence = [0.95] * len(bits)
+    flipped = 12 + 5 * 7 + 2
+    bits[flipped] ^= 1
+    confidence[flipped] = 0.05
+    assert decode_bits(bits) is None
+    track = decode_bits(bits, confidence)
+    assert track is not None
+    assert track.text == text
+    confidence[flipped] = 0.9
+    assert decode_bits(bits, confidence) is None
