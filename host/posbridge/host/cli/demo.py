@@ -414,8 +414,8 @@ def _log_to_file(path: Path) -> None:
 async def _run_demo(state_dir: Path, console: tuple[str, int], seed: int, deadline: float,
                     on_line: Callable[[str], None]) -> None:
     shop = DemoShop(state_dir, console, seed, on_line)
-    await shop.start()
     try:
+        await shop.start()
         await shop.run_script(deadline)
     finally:
         await shop.stop()

@@ -7,6 +7,7 @@ of JSON per change); Prometheus metrics use the text exposition format 0.0.4.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from importlib.resources import files
 from pathlib import Path
@@ -179,8 +180,10 @@ async def serve_console(lane: LaneControl, host: str, port: int) -> tuple[web.Ap
         await site.start()
     except OSError as error:
         await runner.cleanup()
+        reason = os.strerror(error.errno) if error.errno else str(error)
         raise DeviceError(
-            f"console: cannot listen on {host}:{port}: {error.strerror}", host=host, port=port
+            f"console: cannot listen on {host}:{port}: {reason} (choose another [console] port or --console)",
+            host=host, port=port,
         ) from error
     bound = runner.addresses[0][1] if runner.addresses else port
     return runner, int(bound)
