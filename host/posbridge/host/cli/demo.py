@@ -1,11 +1,13 @@
 """``posbridge demo``: a scripted shop on virtual hardware (issue 8, DESIGN.md "The command line").
 
-The same :class:`~posbridge.host.lane.Lane` as ``posbridge run``, with a virtual card reader (an
-:class:`~posbridge.hardware.audio.source.AudioSource` fed with synthesized swipes, decoded by
-the real swipe detector), scripted beacon check-ins and an in-process processor simulator.
-Customers walk in, swipe cards, pay by check-in; the network drops and comes back; a duplicate
-swipe and an expired card raise alerts. Only masked card data is printed. The console is served
-while it runs; the demo ends by itself after ``--duration`` seconds and exits 0.
+The same :class:`~posbridge.host.lane.Lane` as ``posbridge run`` on virtual hardware: a magstripe
+head and a chip reader are :class:`~posbridge.hardware.audio.source.AudioSource` s fed with
+synthesized swipes and modem bursts (decoded by the real swipe detector and modem receiver),
+customers' beacons walk through a ``virtual://`` BLE scene seen by the real check-in tracker, and
+an in-process processor simulator answers the real forwarder. Customers walk in, swipe or insert
+cards, pay by check-in; the network drops and comes back; a duplicate swipe and an expired card
+raise alerts. Only masked card data is printed. The console is served while it runs; the demo
+ends by itself after ``--duration`` seconds and exits 0.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def parse_host_port(text: str) -> tuple[str, int]:
 class ScriptedAudio:
     """A virtual audio-jack input: silence, a little hiss, and what the script pushes (swipes, modem bursts).
 
-    Paced in real time like a sound card; blocks are float32 ``(480, 1)`` at 48 kHz. Implements
-    the :class:`~posbridge.hardware.audio.source.AudioSource` protocol the lane's reader uses.
+    :attr:`source` is an :class:`~posbridge.hardware.audio.source.AudioSource` paced in real time
+    like a sound card, yielding float32 blocks of shape ``(480, 1)`` at 48 kHz (the class is made
+    here so that numpy loads only when the demo runs).
     """
 
     def __init__(self, name: str, seed: int) -> None:
