@@ -407,19 +407,15 @@ class Lane:
                 self._queue, sale.amount, sale.currency, item, sale.customer, confirm
             )
         except CaptureRefused as error:
+            card_text = masked.masked_pan if masked else None
             if parts.needs_confirmation(error):
                 self._unconfirmed = (item, masked, str(error.context["kind"]))
-                self.sale = replace(
-                    sale, status="confirm", card=masked.masked_pan if masked else None, reason=str(error)
-                )
+                self.sale = replace(sale, status="confirm", card=card_text, reason=str(error))
                 self.line(f"needs the cashier's confirmation: {error}")
-                self.watch_state.bump()
-                return
-            self.metrics.inc("captures_refused")
-            self.sale = replace(
-                sale, status="refused", card=masked.masked_pan if masked else None, reason=str(error)
-            )
-            self.line(f"refused {format_amount(sale.amount, sale.currency)} {masked or ''}: {error}")
+            else:
+                self.metrics.inc("captures_refused")
+                self.sale = replace(sale, status="refused", card=card_text, reason=str(error))
+                self.line(f"refused {format_amount(sale.amount, sale.currency)} {masked or ''}: {error}")
             self.watch_state.bump()
             return
         self.metrics.inc("captures")
