@@ -22,6 +22,7 @@ import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
 from posbridge.firmware.dongle import Dongle, DongleSettings  # noqa: E402
 from posbridge.firmware.keystore import KsnCounter, provision  # noqa: E402
@@ -51,38 +52,42 @@ def _swipe_frame(rng: random.Random, seq: int) -> link.Frame:
     return link.Frame.of(link.SwipeMessage(data, 0.97, time.time()), seq)
 
 
+def _rate(label: str, seconds: float, batch: int, work: Callable[[], object]) -> None:
+    """Print ``label`` with items per wall second and per CPU second of this process."""
+    count, wall, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall < seconds:
+        work()
+        count += batch
+    wall_s, cpu_s = time.perf_counter() - wall, time.process_time() - cpu
+    print(f"{label}: {count / cpu_s:,.0f} frames per CPU second ({count / wall_s:,.0f} per wall second)")
+
+
 def frames_per_second(seconds: float) -> None:
     """Frames parsed per second: whole SWIPE frames, and a stream of fragments through FrameDecoder."""
     rng = random.Random(1)
     frames = [_swipe_frame(rng, seq) for seq in range(1, 65)]
     encoded = [link.encode_frame(frame)[:-1] for frame in frames]
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for item in encoded:
-            link.decode_frame(item)
-        count += len(encoded)
-    elapsed = time.perf_counter() - start
     size = sum(map(len, encoded)) / len(encoded)
-    print(f"decode_frame, SWIPE frames of {size:.0f} bytes: {count / elapsed:,.0f} frames/s")
-
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for item in encoded:
-            link.decode_frame(item).message()
-        count += len(encoded)
-    elapsed = time.perf_counter() - start
-    print(f"decode_frame + typed SwipeMessage: {count / elapsed:,.0f} frames/s")
-
+    _rate(
+        f"decode_frame, SWIPE frames of {size:.0f} bytes",
+        seconds,
+        len(encoded),
+        lambda: [link.decode_frame(item) for item in encoded],
+    )
+    _rate(
+        "decode_frame + typed SwipeMessage",
+        seconds,
+        len(encoded),
+        lambda: [link.decode_frame(item).message() for item in encoded],
+    )
     stream = b"".join(link.encode_frame(piece) for frame in frames for piece in link.fragment_frame(frame))
-    pieces = stream.count(0)
     decoder = link.FrameDecoder()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for offset in range(0, len(stream), 512):
-            decoder.feed(stream[offset : offset + 512])
-        count += pieces
-    elapsed = time.perf_counter() - start
-    print(f"FrameDecoder.feed, 24-byte fragments in 512-byte reads: {count / elapsed:,.0f} frames/s")
+    _rate(
+        "FrameDecoder.feed, 24-byte fragments in 512-byte reads",
+        seconds,
+        stream.count(0),
+        lambda: [decoder.feed(stream[offset : offset + 512]) for offset in range(0, len(stream), 512)],
+    )
 
 
 async def _host(url: str, count: int) -> list[DongleSwipe]:

@@ -11,9 +11,9 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 from posbridge.hardware.link import NullModem
@@ -34,10 +34,16 @@ class Rig:
     cable: NullModem
     key_file: Path
     workdir: Path
+    files: list[BinaryIO] = field(default_factory=list)
+
+    def _output(self, name: str) -> BinaryIO:
+        handle = open(self.workdir / name, "ab")  # noqa: SIM115 - closed by the fixture
+        self.files.append(handle)
+        return handle
 
     def start_dongle(self, audio_url: str, link_url: str) -> subprocess.Popen[bytes]:
         """Start ``posbridge dongle ... --exit-when-idle``."""
-        log = open(self.workdir / "dongle.log", "ab")  # noqa: SIM115 - closed with the process
+        log = self._output("dongle.log")
         return subprocess.Popen(
             posbridge(
                 "dongle",
@@ -95,7 +101,10 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     )
     assert key_file.stat().st_mode & 0o777 == 0o600
     with NullModem() as cable:
-        yield Rig(cable, key_file, tmp_path)
+        rig = Rig(cable, key_file, tmp_path)
+        yield rig
+    for handle in rig.files:
+        handle.close()
 
 
 def stop(process: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
