@@ -53,6 +53,10 @@ def _as_mono(block: NDArray[np.floating] | NDArray[np.integer]) -> NDArray[np.fl
 
 
 class _AsyncReceiver:
+    timing_gain = 0.4
+    weak_framing = 0.35
+    period_gain = 0.08
+
     def __init__(self, profile: ModemProfile, rate: int, carrier_ratio: float, stats: DemodulatorStats):
         self.bit_samples = rate / profile.baud
         window = max(round(self.bit_samples), 2)
@@ -61,7 +65,13 @@ class _AsyncReceiver:
         self.window = window
         self.carrier_ratio = carrier_ratio
         self.stats = stats
-        self.reach = math.ceil(9.5 * self.bit_samples) + 2
+        self.reach = math.ceil(9.75 * self.bit_samples) + 2
+        bit_ends = self.bit_samples / 2 + self.bit_samples * np.arange(-1, 10)
+        self._shifts = self.bit_samples * np.linspace(-0.25, 0.25, 9)
+        self._bit_ends = bit_ends
+        self._grid = self._shifts[:, None] + bit_ends[None, :]
+        self._predicted: float | None = None
+        self._period = self.bit_samples
         self._decision = np.zeros(0)
         self._carrier = np.zeros(0)
         self._base = 0
@@ -69,7 +79,7 @@ class _AsyncReceiver:
 
     def process(self, samples: NDArray[np.float64]) -> bytes:
         energies, power = self.bank.process(samples)
-        decision = energies[0] - energies[1]
+        decision = np.sqrt(energies[0]) - np.sqrt(energies[1])
         total = energies[0] + energies[1]
         with np.errstate(divide="ignore", invalid="ignore"):
             carrier = np.where(power > 0, 2 * total / (self.window * power), 0.0)
@@ -83,33 +93,77 @@ class _AsyncReceiver:
         return out
 
     def _scan(self) -> bytes:
-        d, q, base = self._decision, self._carrier, self._base
+        d, base = self._decision, self._base
         last = base + d.size - self.reach
         start = max(self._position, base + self.window + 4)
-        if last <= start:
-            return b""
-        before, after = d[start - 1 - base : last - 1 - base], d[start - base : last - base]
-        gate = q[start - base : last - base] >= 0.5 * self.carrier_ratio
-        crossings = np.flatnonzero((before >= 0) & (after < 0) & gate) + start
         out = bytearray()
-        offsets = self.bit_samples / 2 + self.bit_samples * np.arange(-1, 10)
-        for n in crossings.tolist():
+        crossings: list[int] = []
+        if last > start:
+            before, after = d[start - 1 - base : last - 1 - base], d[start - base : last - base]
+            gate = self._carrier[start - base : last - base] >= 0.5 * self.carrier_ratio
+            crossings = (np.flatnonzero((before >= 0) & (after < 0) & gate) + start).tolist()
+        pending = iter(crossings)
+        while True:
+            if self._predicted is not None:
+                if self._predicted > last:
+                    return bytes(out)
+                predicted, self._predicted = self._predicted, None
+                if self._read_character(predicted, out, predicted=True):
+                    continue
+            n = next(pending, None)
+            if n is None:
+                break
             if n < self._position:
                 continue
             previous, current = d[n - 1 - base], d[n - base]
-            zero = n - 1 + previous / (previous - current)
-            points = np.rint(zero + offsets).astype(np.int64) - base
-            values, carrier = d[points], q[points]
-            framed = values[0] > 0 and values[1] < 0 and values[10] > 0
-            if not framed or carrier[0] < self.carrier_ratio or carrier.mean() < self.carrier_ratio:
+            if not self._read_character(n - 1 + previous / (previous - current), out):
                 self.stats.characters_rejected += 1
                 self._position = n + 1
-                continue
-            bits = values[2:10] > 0
-            out.append(int(np.dot(bits, 1 << np.arange(8))))
-            self._position = int(points[10]) + base
         self._position = max(self._position, last)
         return bytes(out)
+
+    def _read_character(self, zero: float, out: bytearray, predicted: bool = False) -> bool:
+        """Read the 8N1 character whose start-bit crossing is near ``zero``; False if it does not frame.
+
+        The frame's soft evidence on a grid of +-1/4 bit around ``zero`` measures the timing error;
+        a character found from a crossing takes it whole, one ``predicted`` right after the last
+        stop bit takes part of it (a timing loop that also learns the sender's bit period). In a
+        predicted run one weak framing violation (a start or stop bit near zero) does not break
+        the run; a clear one, or two, does.
+        """
+        d, q, base = self._decision, self._carrier, self._base
+        candidates = np.rint(zero + self._grid).astype(np.int64) - base
+        trial = d[candidates]
+        score = trial[:, 10] - trial[:, 1] + np.abs(trial[:, 2:10]).sum(axis=1)
+        best = int(np.clip(np.argmax(score), 1, score.size - 2))
+        left, middle, right = score[best - 1], score[best], score[best + 1]
+        curvature = left - 2 * middle + right
+        step = float(self._shifts[1] - self._shifts[0])
+        vertex = float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
+        error = float(self._shifts[best]) + step * vertex
+        timing = zero + (self.timing_gain * error if predicted else error)
+        points = np.rint(timing + self._bit_ends).astype(np.int64) - base
+        values, carrier = d[points], q[points]
+        if predicted:
+            weak = self.weak_framing * np.abs(values[2:10]).mean()
+            start_ok, stop_ok = values[1] < 0, values[10] > 0
+            framed = (start_ok and stop_ok) or (start_ok and values[10] > -weak) or (stop_ok and values[1] < weak)
+            framed = framed and carrier.mean() >= self.carrier_ratio
+        else:
+            framed = values[0] > 0 and values[1] < 0 and values[10] > 0
+            framed = framed and carrier[0] >= self.carrier_ratio and carrier.mean() >= self.carrier_ratio
+        if not framed:
+            return False
+        bits = values[2:10] > 0
+        out.append(int(np.dot(bits, 1 << np.arange(8))))
+        if predicted:
+            self._period += self.period_gain * error / 10
+            self._period = float(np.clip(self._period, 0.97 * self.bit_samples, 1.03 * self.bit_samples))
+        else:
+            self._period = self.bit_samples
+        self._predicted = timing + 10 * self._period
+        self._position = int(points[10]) + base
+        return True
 
     def flush(self) -> bytes:
         return self.process(np.zeros(self.reach + self.window))
@@ -245,7 +299,8 @@ class _BurstReceiver:
         best = int(np.clip(np.argmax(eye), 1, 3))
         left, middle, right = eye[best - 1], eye[best], eye[best + 1]
         curvature = left - 2 * middle + right
-        shift = offsets[best] + (0.5 * (left - right) / curvature if curvature < 0 else 0.0)
+        vertex = float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
+        shift = offsets[best] + vertex
         shift = float(np.clip(shift, -2.0, 2.0))
         positions = positions + shift
         energies = self._interpolate(self._energies, positions)
