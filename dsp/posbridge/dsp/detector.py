@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from posbridge.dsp.f2f import MAX_RATE, MIN_RATE, decode_segment, recover_bursts
+from posbridge.dsp.f2f import MAX_RATE, MIN_RATE, decode_segment_scored, recover_bursts
 from posbridge.dsp.sliding import trailing_min
 from posbridge.protocols.errors import AudioFormatError, ConfigError
 from posbridge.protocols.types import Swipe, Track
@@ -58,10 +58,12 @@ class DetectorTuning:
 class SwipeDetector:
     """Cut swipes out of a stream of audio blocks and decode them.
 
-    ``rate`` in Hz; ``channels`` 1 or more. Keyword arguments override :class:`DetectorTuning`
-    fields; ``keep_undecoded=True`` also emits swipes in which no track decoded (``tracks == ()``,
-    ``quality == 0``), for segmentation and raw-bit work. ``on_segment(channel, started_at,
-    samples)`` is called with the audio of every segment (float32, one channel) before decoding.
+    ``rate`` in Hz; ``channels`` 1 or more (two heads on L/R: one swipe carries both tracks).
+    Keyword arguments override :class:`DetectorTuning` fields. ``Swipe.quality`` is the decoder's
+    mean bit confidence (0-1). With ``keep_undecoded=True`` swipes in which no track decoded but
+    F2F bits were recovered are emitted too (``tracks == ()``, ``quality == 0``), for non-ISO cards
+    and raw-bit work. ``on_segment(channel, start_s, samples)`` receives the audio of every
+    segment (float32, one channel, including pre-roll) before it is decoded.
     """
 
     def __init__(
@@ -283,14 +285,17 @@ class SwipeDetector:
         started_at = active_start_sample / self.rate
         ended_at = min(active_end_sample, end_sample) / self.rate
         tracks: list[Track] = []
+        qualities: list[float] = []
         first_channel: int | None = None
         for channel in range(self.channels):
             samples = np.ascontiguousarray(segment[:, channel])
             if self.on_segment is not None:
                 self.on_segment(channel, start_sample / self.rate, samples)
-            found = decode_segment(samples, self.rate) if samples.size else ()
-            if found and first_channel is None:
-                first_channel = channel
+            found, quality = decode_segment_scored(samples, self.rate) if samples.size else ((), 0.0)
+            if found:
+                qualities.append(quality)
+                if first_channel is None:
+                    first_channel = channel
             tracks.extend(found)
         self._trim_idle_audio()
         if not tracks and not (self.tuning.keep_undecoded and self._has_f2f(segment)):
@@ -300,7 +305,7 @@ class SwipeDetector:
             tracks=tuple(tracks),
             started_at=started_at,
             ended_at=ended_at,
-            quality=1.0 if tracks else 0.0,
+            quality=round(min(qualities), 3) if qualities else 0.0,
             channel=first_channel or 0,
         )
 

@@ -4,25 +4,34 @@ A flux transition sits at every bit-cell boundary and one more in the middle of 
 one; a read head turns each into a pulse of alternating sign. The demodulator has no amplitude
 threshold to tune:
 
-1. **Scale.** The segment's power spectrum (median per sixth of an octave, so mains-hum lines do not
-   count) gives the typical bit-cell length; the signal is decimated to about 20 samples per cell
-   when it is longer than that, and band-limited around the F2F band with a zero-phase Butterworth
-   band-pass whose corners follow that cell length (never a fixed high-pass corner: slow swipes
-   have bit rates of 100-250 Hz).
+1. **Scale and band.** One real FFT of the segment. Its Hann-windowed power spectrum (mean log
+   power per sixth of an octave after a 12 Hz running minimum, so mains-hum lines do not count)
+   gives the typical bit-cell length. The same spectrum, multiplied by the squared gain of a
+   2nd-order Butterworth band-pass at 0.25/cell and 4/cell (zero phase, as filtering forwards and
+   backwards), and cut to about 20 samples per cell when cells are longer, is inverted: band-limit
+   and decimation in one step, with corners that follow the swipe (never a fixed high-pass
+   corner: slow swipes have bit rates of 100-250 Hz).
 2. **Pulses.** Every local extremum is a candidate, timed between samples by parabolic
-   interpolation, with a strength relative to the local envelope (the largest excursion within a
-   few cells), so amplitude that grows 15-40× across a swipe does not matter.
-3. **Lock.** The bit clock locks only on a run of mutually consistent intervals between strong
-   alternating pulses (the clocking zeros), so noise before a swipe cannot set it.
-4. **Clock tracking.** A per-cell tracker predicts the next cell boundary, scores the hypotheses
-   "zero" (no mid-cell pulse, next boundary pulse of opposite sign) and "one" (a mid-cell pulse,
-   boundary pulse of the same sign), keeps the margin as the bit's confidence and re-times the cell
-   on the chosen boundary pulse, following speed changes continuously. The burst ends when
-   boundary pulses stop.
+   interpolation, with a strength relative to the local envelope (the largest excursion within
+   four cells), so amplitude that grows 15-40× across a swipe does not matter. Extrema under 20 %
+   of their envelope or under 3 % of the segment's loud pulses are dropped.
+3. **Lock.** The clock locks only on a window of 8 consecutive intervals between strong
+   alternating pulses that are all one cell or half a cell long: the interval pattern F2F makes.
+   Windows with both lengths rank first, windows much quieter than the loudest are ignored (noise
+   before a swipe cannot set the clock), and a lock surrounded by intervals twice its cell is
+   doubled (a run of ones cannot halve it).
+4. **Clock tracking.** From the lock a per-cell tracker runs forwards and backwards: it scores
+   "zero" (no mid-cell pulse, next boundary pulse of opposite sign) against "one" (a mid-cell
+   pulse, boundary pulse of the same sign), keeps the margin as the bit's confidence, and
+   re-times cell length and phase on the chosen boundary pulse, so speed that changes several-fold
+   is followed continuously and the weak start of a swipe is read with a settled clock. A burst
+   ends after four cells without a timely boundary pulse of plausible amplitude.
 5. **Decision.** Every start-sentinel candidate, both character sets (5- or 7-bit) and both
-   directions are tried; when a character fails parity its least confident bit is re-decided. A
-   track is returned only if every parity bit, the end sentinel, the LRC and its parity check and
-   clocking zeros follow the LRC (:func:`posbridge.protocols.magstripe.decode_track_bits`).
+   directions are tried. When a character fails parity, its least confident bit is re-decided
+   (only clearly weak bits, in otherwise confident tracks, one per ten characters). A track is
+   returned only if every parity bit, the end sentinel, the LRC and its parity check, clocking
+   zeros follow the LRC, and it holds at least 7 characters
+   (:func:`posbridge.protocols.magstripe.decode_track_bits`).
 
 Polarity does not matter (only the alternation is used) and a reverse swipe is a reversed bit
 stream. Time reversal of the recording reverses the recovered bits: every filter is zero-phase.
@@ -519,15 +528,23 @@ def decode_segment(samples: Samples, rate: float) -> tuple[Track, ...]:
     """Validated tracks in one channel of one swipe segment.
 
     ``samples``: shape (n,), any float or integer dtype (scale does not matter); ``rate`` in Hz
-    (1-400 kHz). Returns only tracks whose parity, LRC and trailing clocking zeros check, at most
-    one per track format, in time order. Raises :class:`AudioFormatError` for an impossible rate
+    (1-400 kHz). Returns only tracks whose parity, LRC and trailing clocking zeros check, each
+    distinct track once, in time order. Raises :class:`AudioFormatError` for an impossible rate
     or a multi-channel array; non-finite samples count as silence.
     """
+    return decode_segment_scored(samples, rate)[0]
+
+
+def decode_segment_scored(samples: Samples, rate: float) -> tuple[tuple[Track, ...], float]:
+    """:func:`decode_segment` plus a quality 0-1: the mean bit confidence of the bursts that gave
+    the tracks (0.0 when none did)."""
     tracks: list[Track] = []
+    scores: list[float] = []
     seen: set[tuple[TrackFormat, str]] = set()
     for burst in recover_bursts(samples, rate):
         track = decode_bits(burst.bits, burst.confidence)
         if track is not None and (track.format, track.text) not in seen:
             seen.add((track.format, track.text))
             tracks.append(track)
-    return tuple(tracks)
+            scores.append(sum(burst.confidence) / len(burst.confidence))
+    return tuple(tracks), (sum(scores) / len(scores) if scores else 0.0)
