@@ -13,6 +13,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from posbridge.host.cli._output import add_output_options
+
 COMMAND = "dongle"
 HELP = "run the Raspberry Pi dongle firmware (audio -> DUKPT -> serial link), or provision its key"
 
@@ -55,6 +57,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     provision.add_argument("--key-file", required=True, metavar="PATH", dest="provision_key_file")
     provision.add_argument("--serial", default=None, metavar="TEXT", help="serial number the dongle reports")
     provision.add_argument("--force", action="store_true", help="replace an existing key file")
+    add_output_options(provision, reveal=False)
     provision.set_defaults(handler=run)
     parser.set_defaults(handler=run)
 
