@@ -27,7 +27,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -155,6 +155,55 @@ def _bucket_speed(speed: float) -> str:
     return ">=120 cm/s"
 
 
+def _streaming_figures(rng: np.random.Generator, quick: bool) -> None:
+    """Issue 3 figures for :class:`SwipeDetector`: report latency in 10 ms blocks at 48 kHz, idle
+    CPU and memory, and streaming (random blocks) versus batch results on the same recordings."""
+    from posbridge.dsp.detector import SwipeDetector
+
+    rate = 48_000
+    block = rate // 100
+    latencies: list[float] = []
+    same = 0
+    count = 10 if quick else 40
+    for index in range(count):
+        _, tracks = test_card_tracks(rng)
+        params = replace(_everyday(rng), rate=float(rate), silence_s=0.5)
+        samples = synthesize_swipe([tracks[index % 2]], params, rng)
+        envelope = np.convolve(np.abs(samples), np.ones(96) / 96, mode="same")
+        last_transition = np.flatnonzero(envelope > 0.1 * envelope.max())[-1] / rate
+        detector = SwipeDetector(rate)
+        for start in range(0, samples.size, block):
+            if detector.process(samples[start : start + block]):
+                latencies.append((start + block) / rate - last_transition)
+                break
+        batch = decode_recording(samples, rate)
+        sizes = rng.integers(1, 8193, size=samples.size // 1000 + 1)
+        streaming = SwipeDetector(rate)
+        found = []
+        position = 0
+        for size in sizes.tolist():
+            found += streaming.process(samples[position : position + size])
+            position += size
+        found += streaming.process(samples[position:]) + streaming.flush()
+        same += found == batch
+    print(f"swipe reported after its last flux transition (48 kHz, 10 ms blocks): "
+          f"mean {1000 * float(np.mean(latencies)):.0f} ms, max {1000 * max(latencies):.0f} ms "
+          f"({len(latencies)}/{count} reported)")
+    print(f"streaming in random blocks (1-8192 samples) equals batch: {same}/{count} recordings")
+    minutes = 2 if quick else 10
+    detector = SwipeDetector(rate)
+    noise = np.random.default_rng(5).normal(0, 0.002, rate * 60).astype(np.float32)
+    held = []
+    started = time.process_time()
+    for _ in range(minutes):
+        for start in range(0, noise.size, block):
+            detector.process(noise[start : start + block])
+        held.append(detector.buffered_samples)
+    cpu = time.process_time() - started
+    print(f"idle: {100 * cpu / (60 * minutes):.2f} % of one core in 10 ms blocks; samples held after each "
+          f"minute of {minutes}: min {min(held)}, max {max(held)} (flat)")
+
+
 def _whole_process_speed(rng: np.random.Generator, files: int) -> None:
     """CPU time of one ``posbridge decode DIR --json`` process over recordings of everyday swipes,
     each in 2-4 s of room noise (what a user records): the issue's "whole process" figure."""
@@ -164,7 +213,6 @@ def _whole_process_speed(rng: np.random.Generator, files: int) -> None:
     import subprocess
     import tempfile
     import wave
-    from dataclasses import replace
 
     command = shutil.which("posbridge") or os.path.join(os.path.dirname(sys.executable), "posbridge")
     if not os.path.exists(command):
@@ -266,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     idle_cpu = time.process_time() - started
     print(f"decode speed, 60 s of room noise: {60 / max(idle_cpu, 1e-9):.0f}x real time")
     _whole_process_speed(rng, 40 if args.quick else 150)
+    _streaming_figures(rng, quick=args.quick)
     if failures:
         print("\nsome failures:")
         print("\n".join(failures))
