@@ -149,9 +149,7 @@ class Dongle:
             )
             self.outbox.put(frame, swipe.ended_at)
             self.stats.swipes_encrypted += 1
-        link = self._link
-        if link is not None:
-            link.wake()
+        self._wake_link()
         log.info("swipe seq %d encrypted under KSN %s", seq, ksn.hex().upper())
         return frame
 
@@ -159,10 +157,14 @@ class Dongle:
         """Queue an EMV chip read (BER-TLV bytes from the chip reader) for the host, like a swipe."""
         frame = Frame.of(ChipMessage(tlv), self.counter.reserve_seq(), FrameFlags.ACK_REQUESTED)
         self.outbox.put(frame, -1.0)
+        self._wake_link()
+        return frame
+
+    def _wake_link(self) -> None:
+        """Let the link loop send a newly stored frame now rather than after its read timeout."""
         link = self._link
         if link is not None:
             link.wake()
-        return frame
 
     @property
     def consumed_until(self) -> float:

@@ -256,16 +256,17 @@ def _fault_link(url: str, baudrate: int, read_timeout: float) -> FaultyLink:
     if not separator or not inner_url:
         raise UsageError("fault:// needs the wrapped link last: fault://?drop=0.01&url=/dev/ttyACM0", url=url)
     numbers: dict[str, float] = {}
-    for key, value in parse_qsl(options.rstrip("&"), strict_parsing=False):
-        if key not in ("corrupt", "drop", "duplicate", "split", "delay_ms", "baud", "seed", "direction"):
-            raise UsageError(f"unknown fault:// option {key!r}", url=url, key=key)
+    direction = "both"
+    for key, value in parse_qsl(options.rstrip("&")):
         if key == "direction":
-            continue
-        try:
-            numbers[key] = float(value)
-        except ValueError:
-            raise UsageError(f"fault:// option {key} must be a number, not {value!r}", key=key) from None
-    direction = dict(parse_qsl(options.rstrip("&"))).get("direction", "both")
+            direction = value
+        elif key not in ("corrupt", "drop", "duplicate", "split", "delay_ms", "baud", "seed"):
+            raise UsageError(f"unknown fault:// option {key!r}", url=url, key=key)
+        else:
+            try:
+                numbers[key] = float(value)
+            except ValueError:
+                raise UsageError(f"fault:// option {key} must be a number, not {value!r}", key=key) from None
     inner = open_link(inner_url, baudrate=baudrate, read_timeout=read_timeout)
     try:
         return FaultyLink(

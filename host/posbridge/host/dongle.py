@@ -99,6 +99,10 @@ class LinkQuality:
         return dict(vars(self))
 
 
+def _acks(seq: int) -> list[Frame]:
+    return [Frame.of(Ack(seq), 0)] * ACK_COPIES
+
+
 class DongleSession:
     """The host side of the link protocol, without I/O: feed received bytes, get replies and events.
 
@@ -148,7 +152,7 @@ class DongleSession:
         if frame.type is MessageType.FRAGMENT:
             if self.device is not None and frame.seq in self._delivered.get(self.device, {}):
                 self.quality.duplicates += 1
-                replies.extend([Frame.of(Ack(frame.seq), 0)] * ACK_COPIES)
+                replies.extend(_acks(frame.seq))
                 return
             whole = self.reassembler.add(frame)
             if whole is None:
@@ -201,8 +205,7 @@ class DongleSession:
             seen[frame.seq] = None
             while len(seen) > self._remember:
                 seen.popitem(last=False)
-        ack = Frame.of(Ack(frame.seq), 0)
-        replies.extend([ack] * ACK_COPIES)
+        replies.extend(_acks(frame.seq))
 
     def hello(self) -> Frame:
         """The HELLO the host sends until it knows the device."""

@@ -352,15 +352,22 @@ def encrypt_tdes_pin_block(pin_key: bytes, clear_pin_block: bytes) -> bytes:
     return _tdes_ecb_encrypt(pin_key, clear_pin_block)
 
 
-def derive_keys(bdk: bytes, ksn: bytes) -> AesDukptKeys | TdesDukptKeys:
-    """Keys for a KSN: 10 bytes means TDES (X9.24-1), 12 bytes AES (X9.24-3)."""
+def scheme_of_ksn(ksn: bytes) -> str:
+    """``"tdes"`` for a 10-byte KSN (X9.24-1), ``"aes128"`` for a 12-byte one (X9.24-3)."""
     if len(ksn) == TDES_KSN_BYTES:
-        return tdes_keys_for_ksn(bdk, ksn)
+        return "tdes"
     if len(ksn) == AES_KSN_BYTES:
-        return aes_keys_for_ksn(bdk, ksn)
+        return "aes128"
     raise KeyMaterialError(
         f"a KSN must be 10 bytes (TDES) or 12 bytes (AES), got {len(ksn)}", length=len(ksn)
     )
+
+
+def derive_keys(bdk: bytes, ksn: bytes) -> AesDukptKeys | TdesDukptKeys:
+    """Keys for a KSN: 10 bytes means TDES (X9.24-1), 12 bytes AES (X9.24-3)."""
+    if scheme_of_ksn(ksn) == "tdes":
+        return tdes_keys_for_ksn(bdk, ksn)
+    return aes_keys_for_ksn(bdk, ksn)
 
 
 # --------------------------------------------------------------------------- card data encryption
@@ -379,14 +386,10 @@ def _cbc(key: bytes, scheme: str, data: bytes, encrypt: bool) -> bytes:
 
 
 def _data_key(initial_key: bytes, ksn: bytes) -> tuple[bytes, str]:
-    if len(ksn) == AES_KSN_BYTES:
-        transaction_key = derive_aes_transaction_key(initial_key, ksn)
-        return derive_aes_working_key(transaction_key, ksn, KeyUsage.DATA_ENCRYPTION_ENCRYPT), "aes128"
-    if len(ksn) == TDES_KSN_BYTES:
+    if scheme_of_ksn(ksn) == "tdes":
         return _xor(derive_tdes_transaction_key(initial_key, ksn), TDES_DATA_REQUEST_VARIANT), "tdes"
-    raise KeyMaterialError(
-        f"a KSN must be 10 bytes (TDES) or 12 bytes (AES), got {len(ksn)}", length=len(ksn)
-    )
+    transaction_key = derive_aes_transaction_key(initial_key, ksn)
+    return derive_aes_working_key(transaction_key, ksn, KeyUsage.DATA_ENCRYPTION_ENCRYPT), "aes128"
 
 
 def encrypt_card_data(
@@ -407,13 +410,9 @@ def encrypt_card_data(
 
 def initial_key_for_ksn(bdk: bytes, ksn: bytes) -> bytes:
     """The device's initial key (AES) or IPEK (TDES) for the device that produced ``ksn``."""
-    if len(ksn) == AES_KSN_BYTES:
-        return derive_aes_initial_key(bdk, ksn[:AES_INITIAL_KEY_ID_BYTES])
-    if len(ksn) == TDES_KSN_BYTES:
+    if scheme_of_ksn(ksn) == "tdes":
         return derive_tdes_ipek(bdk, ksn)
-    raise KeyMaterialError(
-        f"a KSN must be 10 bytes (TDES) or 12 bytes (AES), got {len(ksn)}", length=len(ksn)
-    )
+    return derive_aes_initial_key(bdk, ksn[:AES_INITIAL_KEY_ID_BYTES])
 
 
 def decrypt_card_data(bdk: bytes, data: EncryptedCardData) -> bytes:

@@ -38,6 +38,18 @@ async def _collect(url: str, count: int, timeout_s: float = 60.0) -> tuple[list[
     return got, host
 
 
+def _run_dongle_until_idle(cable: NullModem, key_file: Path, swipes: list[Swipe]) -> threading.Thread:
+    """``run_dongle`` on the cable's first end with ``swipes`` as its source, on a thread."""
+    return _start(
+        run_dongle,
+        audio_url="",
+        link_url=cable.paths[0],
+        key_file=key_file,
+        exit_when_idle=True,
+        swipes=swipes,
+    )
+
+
 def _start(target: object, **kwargs: object) -> threading.Thread:
     thread = threading.Thread(target=target, kwargs=kwargs, daemon=True)  # type: ignore[arg-type]
     thread.start()
@@ -48,16 +60,7 @@ async def test_swipes_arrive_in_order_and_decrypt(
     cable: NullModem, key_file: Path, rng: random.Random
 ) -> None:
     swipes = make_swipes(6, rng)
-    stop = threading.Event()
-    thread = _start(
-        run_dongle,
-        audio_url="",
-        link_url=cable.paths[0],
-        key_file=key_file,
-        exit_when_idle=True,
-        swipes=swipes,
-        stop=stop,
-    )
+    thread = _run_dongle_until_idle(cable, key_file, swipes)
     got, host = await _collect(cable.paths[1], len(swipes))
     thread.join(timeout=10)
     assert not thread.is_alive()
@@ -84,16 +87,7 @@ async def test_outbox_survives_a_restart_and_the_host_arriving_late(
     first_ksns = _outbox_ksns(state_dir)
     assert len(first_ksns) == 3
     del first
-    stop = threading.Event()
-    thread = _start(
-        run_dongle,
-        audio_url="",
-        link_url=cable.paths[0],
-        key_file=key_file,
-        exit_when_idle=True,
-        swipes=swipes,
-        stop=stop,
-    )
+    thread = _run_dongle_until_idle(cable, key_file, swipes)
     await asyncio.sleep(0.3)
     got, _ = await _collect(cable.paths[1], 4)
     thread.join(timeout=10)
@@ -206,16 +200,7 @@ async def test_tdes_dongle_round_trip(cable: NullModem, tmp_path: Path, rng: ran
     bdk = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
     key = provision(bdk, bytes.fromhex("FFFF9876543210E00000"), tmp_path / "k")
     swipes = make_swipes(2, rng)
-    stop = threading.Event()
-    thread = _start(
-        run_dongle,
-        audio_url="",
-        link_url=cable.paths[0],
-        key_file=tmp_path / "k",
-        exit_when_idle=True,
-        swipes=swipes,
-        stop=stop,
-    )
+    thread = _run_dongle_until_idle(cable, tmp_path / "k", swipes)
     got, _ = await _collect(cable.paths[1], 2)
     thread.join(timeout=10)
     assert key.scheme == "tdes"
