@@ -53,9 +53,9 @@ def _as_mono(block: NDArray[np.floating] | NDArray[np.integer]) -> NDArray[np.fl
 
 
 class _AsyncReceiver:
-    timing_gain = 0.4
+    timing_gain = 0.5
     weak_framing = 0.35
-    period_gain = 0.08
+    period_gain = 0.15
 
     def __init__(self, profile: ModemProfile, rate: int, carrier_ratio: float, stats: DemodulatorStats):
         self.bit_samples = rate / profile.baud
@@ -146,8 +146,8 @@ class _AsyncReceiver:
         values, carrier = d[points], q[points]
         if predicted:
             weak = self.weak_framing * np.abs(values[2:10]).mean()
-            start_ok, stop_ok = values[1] < 0, values[10] > 0
-            framed = (start_ok and stop_ok) or (start_ok and values[10] > -weak) or (stop_ok and values[1] < weak)
+            start, stop = values[1], values[10]
+            framed = (start < 0 and stop > -weak) or (stop > 0 and start < weak)
             framed = framed and carrier.mean() >= self.carrier_ratio
         else:
             framed = values[0] > 0 and values[1] < 0 and values[10] > 0
@@ -159,8 +159,6 @@ class _AsyncReceiver:
         if predicted:
             self._period += self.period_gain * error / 10
             self._period = float(np.clip(self._period, 0.97 * self.bit_samples, 1.03 * self.bit_samples))
-        else:
-            self._period = self.bit_samples
         self._predicted = timing + 10 * self._period
         self._position = int(points[10]) + base
         return True
