@@ -22,6 +22,8 @@ from posbridge.protocols.types import Card, ChipRead, EncryptedCardData, MaskedC
 
 SOURCES = ("swipe", "chip", "keyed", "dongle", "checkin")
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
 
 class AccountHolder(Protocol):
     """A customer as the registry of :mod:`posbridge.host.customers` describes one."""
@@ -193,4 +195,4 @@ class CaptureRequest:
                 secret["track2"] = self.track2
         elif self.account_token is not None:
             secret = {"account_token": self.account_token}
-        return json.dumps(secret, separators=(",", ":")).encode("utf-8")
+        return _COMPACT_JSON.encode(secret).encode("utf-8")

@@ -112,28 +112,26 @@ def format_amount(amount: int, currency: str) -> str:
     return f"{amount // 100}.{amount % 100:02d} {currency}"
 
 
-def check_offline_limits(
+def offline_limit_refusal(
     limits: OfflineLimits, amount: int, currency: str, pending_count: int, pending_total: int
-) -> None:
-    """Raise :class:`CaptureRefused` (``kind="offline_limit"``) if this capture would break a limit."""
+) -> str | None:
+    """Why this capture would break an offline limit (a sentence for the cashier), or ``None``."""
     if amount > limits.max_transaction_amount:
-        reason = (
+        return (
             f"over the offline limit per payment ({format_amount(amount, currency)} > "
             f"{format_amount(limits.max_transaction_amount, currency)}); take another payment method"
         )
-    elif pending_total + amount > limits.max_total_amount:
-        reason = (
+    if pending_total + amount > limits.max_total_amount:
+        return (
             f"offline total would reach {format_amount(pending_total + amount, currency)}, over the "
             f"{format_amount(limits.max_total_amount, currency)} limit; wait for the connection to return"
         )
-    elif pending_count + 1 > limits.max_count:
-        reason = (
+    if pending_count + 1 > limits.max_count:
+        return (
             f"{pending_count} payments already held offline (limit {limits.max_count}); "
             "wait for the connection"
         )
-    else:
-        return
-    raise CaptureRefused(reason, reason=reason, kind=AlertKind.OFFLINE_LIMIT.value)
+    return None
 
 
 def card_expired(expiry: str | None, now: float) -> bool:

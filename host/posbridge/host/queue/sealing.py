@@ -106,4 +106,4 @@ class DeviceKey:
 
     def fingerprint(self, pan: str) -> str:
         """A keyed HMAC-SHA-256 of a PAN (PCI DSS 3.5.1.1): matches the same card without storing it."""
-        return hmac.new(self._fingerprint_key, pan.encode("ascii"), hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self._fingerprint_key, pan.encode("ascii"), "sha256").hex()[:32]

@@ -48,9 +48,9 @@ from posbridge.host.queue.rules import (
     OfflineLimits,
     RiskRules,
     bin_block_alert,
-    check_offline_limits,
     chip_swiped_alert,
     hard_rule_alert,
+    offline_limit_refusal,
 )
 from posbridge.host.queue.sealing import DeviceKey, SealedRecord
 from posbridge.protocols.cards import redact_pans
@@ -128,6 +128,10 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_key ON audit(key);
+CREATE TRIGGER IF NOT EXISTS audit_on_insert AFTER INSERT ON transactions
+    BEGIN INSERT INTO audit(key, at, from_state, to_state, detail)
+        VALUES (NEW.key, NEW.created_at, NULL, NEW.state, COALESCE(NEW.reason, NEW.source || ' capture'));
+    END;
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -144,6 +148,23 @@ CREATE TABLE IF NOT EXISTS presence (
 );
 CREATE INDEX IF NOT EXISTS presence_at ON presence(at) WHERE sale_key IS NULL;
 """
+
+_CAPTURE_LOOKUP = (
+    "SELECT (SELECT state FROM transactions WHERE key=?1), history.duplicate, history.recent,"
+    " position.count, position.total FROM offline_position AS position,"
+    " (SELECT COALESCE(SUM(amount=?2 AND created_at>?3), 0) AS duplicate,"
+    " COALESCE(SUM(created_at>?4), 0) AS recent"
+    " FROM transactions WHERE card_id=?5 AND created_at>?6 AND state!='refused') AS history"
+    " WHERE position.id=1"
+)
+"""One statement per capture: the key's state if it exists, the card's captures within the
+duplicate window at the same amount and within the velocity window, and the offline position."""
+
+_INSERT_TRANSACTION = (
+    "INSERT INTO transactions(key, amount, currency, lane, source, state, masked, card_id, customer,"
+    " reason, created_at, updated_at, nonce, sealed, wrapped_key, dukpt_ksn, dukpt_ciphertext,"
+    " dukpt_scheme) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 FORWARDING_LEASE_S = 30.0
 """How long a claimed transaction is left to one forwarder before another may look it up."""
@@ -428,54 +449,91 @@ class TransactionQueue:
         return await asyncio.to_thread(self.capture, *args, **kwargs)
 
     def capture_request(self, request: CaptureRequest) -> Transaction:
-        """Capture a prepared :class:`CaptureRequest` (see :meth:`capture`)."""
+        """Capture a prepared :class:`CaptureRequest` (see :meth:`capture`).
+
+        One ``BEGIN IMMEDIATE`` transaction looks up the key, the card's recent history and the
+        offline position in a single statement, inserts the row (a trigger appends its audit
+        entry and moves the offline position) and commits; events go out after the commit.
+        """
         key = request.key or self.new_key()
         now = self.clock()
-        existing = self._existing(key)
-        if existing is not None:
-            return existing
         masked = request.masked
         card_id = self._card_id(request)
-        alert = self._risk_alert(request, key, masked, card_id, now)
-        if alert is not None and not (alert.needs_confirmation and alert.kind.value in request.confirm):
-            self._alert(alert)
-            if alert.needs_confirmation:
-                raise ConfirmationRequired(
-                    alert.message, reason=alert.message, kind=alert.kind.value, key=key
-                )
-            return self._refuse(request, key, masked, alert.message, alert.kind.value, now)
+        static_alert = self._static_alert(request, key, masked, now)
         sealed = (
             self._device_key.seal(request.sealed_payload(), key.encode())
             if request.encrypted is None
             else None
         )
-        encrypted = request.encrypted
-        try:
-            with self._transaction() as db:
-                row = db.execute("SELECT state FROM transactions WHERE key=?", (key,)).fetchone()
-                if row is None:
-                    count, total = self._pending(db)
-                    try:
-                        check_offline_limits(self.limits, request.amount, request.currency, count, total)
-                    except CaptureRefused as refusal:
-                        self._insert(
-                            db, request, key, masked, card_id, State.REFUSED, refusal.message, now, None, None
+        duplicate_since = now - self.rules.duplicate_window_s
+        velocity_since = now - self.rules.velocity_window_s
+        alert: Alert | None = None
+        refusal: str | None = None
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    state, duplicate, recent, count, total = self._db.execute(
+                        _CAPTURE_LOOKUP,
+                        (
+                            key,
+                            request.amount,
+                            duplicate_since,
+                            velocity_since,
+                            card_id,
+                            min(duplicate_since, velocity_since),
+                        ),
+                    ).fetchone()
+                    if state is None:
+                        alert = static_alert or self._history_alert(
+                            request, key, masked, duplicate, recent, now
                         )
-                        refused: CaptureRefused | None = refusal
+                        if alert is not None:
+                            if alert.needs_confirmation:
+                                self._db.execute("ROLLBACK")
+                            else:
+                                self._insert(
+                                    self._db, request, key, masked, None, State.REFUSED, alert.message, now
+                                )
+                                self._db.execute("COMMIT")
+                        else:
+                            refusal = offline_limit_refusal(
+                                self.limits, request.amount, request.currency, count, total
+                            )
+                            self._insert(
+                                self._db,
+                                request,
+                                key,
+                                masked,
+                                card_id,
+                                State.CAPTURED if refusal is None else State.REFUSED,
+                                refusal,
+                                now,
+                                sealed if refusal is None else None,
+                            )
+                            if refusal is None and request.source == "checkin":
+                                self._attach_presence(self._db, request, key)
+                            self._db.execute("COMMIT")
                     else:
-                        refused = None
-                        self._insert(
-                            db, request, key, masked, card_id, State.CAPTURED, None, now, sealed, encrypted
-                        )
-                        if request.source == "checkin":
-                            self._attach_presence(db, request, key)
-                else:
-                    refused = None
-                    self._check_existing_state(row[0], key)
-        except sqlite3.Error as error:
-            raise QueueError(f"capture {key} was not stored: {error}", key=key) from error
-        if row is not None:
-            return self.get(key)
+                        self._db.execute("ROLLBACK")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                raise QueueError(f"capture {key} was not stored: {error}", key=key) from error
+        if state is not None:
+            return self._already_captured(key)
+        if alert is not None:
+            self._alert(alert)
+            if alert.needs_confirmation:
+                raise ConfirmationRequired(
+                    alert.message, reason=alert.message, kind=alert.kind.value, key=key
+                )
+            refusal, kind = alert.message, alert.kind.value
+        elif refusal is not None:
+            self._alert(Alert(AlertKind.OFFLINE_LIMIT, refusal, key, masked, request.amount, now))
+            kind = AlertKind.OFFLINE_LIMIT.value
         transaction = Transaction(
             key=key,
             amount=request.amount,
@@ -483,32 +541,20 @@ class TransactionQueue:
             card=masked,
             customer=request.customer,
             lane=self.lane,
-            state=State.CAPTURED if refused is None else State.REFUSED,
+            state=State.CAPTURED if refusal is None else State.REFUSED,
             created_at=now,
             updated_at=now,
             source=request.source,
-            reason=None if refused is None else refused.message,
+            reason=refusal,
         )
-        if refused is not None:
-            self._alert(Alert(AlertKind.OFFLINE_LIMIT, refused.message, key, masked, request.amount, now))
-            self._hub.publish(QueueEvent("transaction", transaction=transaction))
-            raise CaptureRefused(
-                refused.message, reason=refused.message, kind=AlertKind.OFFLINE_LIMIT.value, key=key
-            )
         self._hub.publish(QueueEvent("transaction", transaction=transaction))
+        if refusal is not None:
+            raise CaptureRefused(refusal, reason=refusal, kind=kind, key=key)
         return transaction
 
-    @staticmethod
-    def _check_existing_state(state: str, key: str) -> None:
-        if state == State.REFUSED.value:
-            raise CaptureRefused("refused", reason="refused", kind="refused", key=key)
-
-    def _existing(self, key: str) -> Transaction | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT {self._COLUMNS} FROM transactions WHERE key=?", (key,)).fetchone()
-        if row is None:
-            return None
-        transaction = self._row(row)
+    def _already_captured(self, key: str) -> Transaction:
+        """The transaction a repeated key names (:class:`CaptureRefused` again if it was refused)."""
+        transaction = self.get(key)
         if transaction.state is State.REFUSED:
             reason = transaction.reason or "refused"
             raise CaptureRefused(reason, reason=reason, kind="refused", key=key)
@@ -522,9 +568,10 @@ class TransactionQueue:
             return f"masked:{masked.masked_pan}:{masked.expiry}"
         return f"customer:{request.customer}"
 
-    def _risk_alert(
-        self, request: CaptureRequest, key: str, masked: MaskedCard | None, card_id: str, now: float
+    def _static_alert(
+        self, request: CaptureRequest, key: str, masked: MaskedCard | None, now: float
     ) -> Alert | None:
+        """The first rule the request breaks on its own: hard card rules, not checked in, chip swiped."""
         if request.card is not None and masked is not None:
             hard = hard_rule_alert(self.rules, request.card.pan, masked, request.amount, key, now)
             if hard is not None:
@@ -546,21 +593,18 @@ class TransactionQueue:
             chip = chip_swiped_alert(masked, request.source, request.amount, key, now)
             if chip is not None and chip.kind.value not in request.confirm:
                 return chip
-        duplicate_since = now - self.rules.duplicate_window_s
-        velocity_since = now - self.rules.velocity_window_s
-        with self._lock:
-            duplicate, recent = self._db.execute(
-                "SELECT COALESCE(SUM(amount=? AND created_at>?), 0), COALESCE(SUM(created_at>?), 0)"
-                " FROM transactions WHERE card_id=? AND created_at>? AND state!=?",
-                (
-                    request.amount,
-                    duplicate_since,
-                    velocity_since,
-                    card_id,
-                    min(duplicate_since, velocity_since),
-                    State.REFUSED.value,
-                ),
-            ).fetchone()
+        return None
+
+    def _history_alert(
+        self,
+        request: CaptureRequest,
+        key: str,
+        masked: MaskedCard | None,
+        duplicate: int,
+        recent: int,
+        now: float,
+    ) -> Alert | None:
+        """A duplicate or velocity alert from the card's recent captures (unless confirmed)."""
         shown = masked.masked_pan if masked else f"customer {request.customer}"
         if duplicate and AlertKind.DUPLICATE.value not in request.confirm:
             return Alert(
@@ -584,15 +628,6 @@ class TransactionQueue:
             )
         return None
 
-    def _refuse(
-        self, request: CaptureRequest, key: str, masked: MaskedCard | None, reason: str, kind: str, now: float
-    ) -> Transaction:
-        with self._transaction() as db:
-            if db.execute("SELECT 1 FROM transactions WHERE key=?", (key,)).fetchone() is None:
-                self._insert(db, request, key, masked, None, State.REFUSED, reason, now, None, None)
-        self._hub.publish(QueueEvent("transaction", transaction=self.get(key)))
-        raise CaptureRefused(reason, reason=reason, kind=kind, key=key)
-
     def _pending(self, db: sqlite3.Connection) -> tuple[int, int]:
         """Count and total of payments not yet answered (kept by triggers, so O(1) per capture)."""
         count, total = db.execute("SELECT count, total FROM offline_position WHERE id=1").fetchone()
@@ -608,13 +643,15 @@ class TransactionQueue:
         state: TransactionState,
         reason: str | None,
         now: float,
-        sealed: SealedRecord | None,
-        encrypted: EncryptedCardData | None,
+        sealed: SealedRecord | None = None,
     ) -> None:
+        """Insert a new transaction; the ``audit_on_insert`` trigger appends its first audit entry.
+
+        Only a captured row keeps card data (``sealed`` or the DUKPT payload); a refused one none.
+        """
+        encrypted = request.encrypted if state is State.CAPTURED else None
         db.execute(
-            "INSERT INTO transactions(key, amount, currency, lane, source, state, masked, card_id, customer,"
-            " reason, created_at, updated_at, nonce, sealed, wrapped_key, dukpt_ksn, dukpt_ciphertext,"
-            " dukpt_scheme) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            _INSERT_TRANSACTION,
             (
                 key,
                 request.amount,
@@ -636,7 +673,6 @@ class TransactionQueue:
                 encrypted.scheme if encrypted else None,
             ),
         )
-        self._audit(db, key, None, state.value, reason or f"{request.source} capture", now)
 
     # ------------------------------------------------------------------ reading
 
