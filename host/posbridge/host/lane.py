@@ -38,6 +38,8 @@ CardSource = Swipe | ChipRead | EncryptedCardData | Card
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MAX_ALERTS = 50
 MAX_QUEUE_ITEMS = 30
+INPUT_RETRY_S = 1.0
+INPUT_RETRY_MAX_S = 30.0
 
 
 class LaneInput(Protocol):
@@ -276,15 +278,23 @@ class Lane:
         self._input_tasks.append(asyncio.create_task(self._run_input(lane_input), name=lane_input.name))
 
     async def _run_input(self, lane_input: LaneInput) -> None:
-        try:
-            await lane_input.run(self.emit, self._stopping)
-        except asyncio.CancelledError:
-            raise
-        except PosBridgeError as error:
-            self.alert("critical", f"{lane_input.name}: {error}")
-        except Exception as error:
-            log.exception("input %s failed", lane_input.name)
-            self.alert("critical", f"{lane_input.name} failed: {type(error).__name__}")
+        """Run an input; after a failure (device unplugged, decoder error) alert and retry with backoff."""
+        delay = INPUT_RETRY_S
+        while not self._stopping.is_set():
+            try:
+                await lane_input.run(self.emit, self._stopping)
+                return
+            except asyncio.CancelledError:
+                raise
+            except PosBridgeError as error:
+                self.alert("critical", f"{lane_input.name}: {error}; retrying in {delay:g} s")
+            except Exception as error:
+                log.exception("input %s failed", lane_input.name)
+                failure = type(error).__name__
+                self.alert("critical", f"{lane_input.name} failed ({failure}); retrying in {delay:g} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, INPUT_RETRY_MAX_S)
 
     async def _consume(self) -> None:
         while True:

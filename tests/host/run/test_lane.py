@@ -136,3 +136,35 @@ def test_metrics_histogram_is_cumulative() -> None:
     assert "posbridge_forward_latency_seconds_count 4" in text
     assert "posbridge_checkins_total 2" in text
     assert "posbridge_queue_depth 4" in text
+
+
+class FlakyInput:
+    """Fails on its first run (as an unplugged device would), then delivers one card."""
+
+    name = "flaky reader"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self, emit: object, stopping: asyncio.Event) -> None:
+        assert callable(emit)
+        self.runs += 1
+        if self.runs == 1:
+            raise OSError("device went away")
+        emit(self.name, card(9))
+        await stopping.wait()
+
+
+async def test_failed_input_is_retried(tmp_path: Path) -> None:
+    flaky = FlakyInput()
+    config = load_config(environ={}, state_dir=tmp_path, processor_url=f"http://127.0.0.1:{free_port()}")
+    lines: list[str] = []
+    running = Lane(config, inputs=[flaky], on_line=lines.append)
+    await running.start()
+    try:
+        await running.open_sale(250, None)
+        await wait_for_status(running, "offline", "processing")
+    finally:
+        await running.stop()
+    assert flaky.runs == 2
+    assert "ALERT flaky reader failed (OSError); retrying in 1 s" in lines

@@ -63,15 +63,25 @@ def parse_host_port(text: str) -> tuple[str, int]:
 class ScriptedAudio:
     """A virtual audio-jack input: silence, a little hiss, and what the script pushes (swipes, modem bursts).
 
-    :attr:`source` is an :class:`~posbridge.hardware.audio.source.AudioSource` paced in real time
+    :meth:`open` gives an :class:`~posbridge.hardware.audio.source.AudioSource` paced in real time
     like a sound card, yielding float32 blocks of shape ``(480, 1)`` at 48 kHz (the class is made
-    here so that numpy loads only when the demo runs).
+    there so that numpy loads only when the demo runs).
     """
 
     def __init__(self, name: str, seed: int) -> None:
+        import numpy as np
+
+        self.name = name
+        self._np = np
+        self._rng = np.random.default_rng(seed)
+        self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._buffer = np.zeros(0, dtype=np.float32)
+
+    def open(self) -> Any:
+        """A new :class:`~posbridge.hardware.audio.source.AudioSource` on this input (what the lane opens)."""
         from posbridge.hardware.audio.source import AudioSource
 
-        outer = self
+        next_block = self._next_block
 
         class _Source(AudioSource):
             @classmethod
@@ -79,19 +89,11 @@ class ScriptedAudio:
                 raise NotImplementedError
 
             def _read_frames(self) -> Any:
-                return outer._next_block()
+                block = next_block()
+                self.pace((self.frames_read + BLOCK_FRAMES) / READER_RATE)
+                return block
 
-            def _close(self) -> None:
-                outer.closed = True
-
-        import numpy as np
-
-        self._np = np
-        self._rng = np.random.default_rng(seed)
-        self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._buffer = np.zeros(0, dtype=np.float32)
-        self.closed = False
-        self.source = _Source(f"virtual://{name}", READER_RATE, 1)
+        return _Source(f"virtual://{self.name}", READER_RATE, 1)
 
     def push(self, samples: Any) -> None:
         """Queue samples (float32, shape ``(n,)``) to play next; thread-safe."""
@@ -99,15 +101,12 @@ class ScriptedAudio:
 
     def _next_block(self) -> Any:
         np = self._np
-        if self.closed:
-            return None
         while self._buffer.shape[0] < BLOCK_FRAMES and not self._pending.empty():
             self._buffer = np.concatenate([self._buffer, self._pending.get().astype(np.float32).reshape(-1)])
         block = (self._rng.standard_normal(BLOCK_FRAMES) * 0.0005).astype(np.float32)
         take = min(BLOCK_FRAMES, self._buffer.shape[0])
         block[:take] += self._buffer[:take]
         self._buffer = self._buffer[take:]
-        self.source.pace((self.source.frames_read + BLOCK_FRAMES) / READER_RATE)
         return block.reshape(-1, 1)
 
 
@@ -202,8 +201,8 @@ class DemoShop:
             stagger_s=0.1, poll_s=0.2,
         )
         inputs = [
-            parts.swipe_reader("magstripe head", lambda: self.head_audio.source),
-            parts.chip_reader("chip reader", lambda: self.chip_audio.source, CHIP_PROFILE),
+            parts.swipe_reader("magstripe head", self.head_audio.open),
+            parts.chip_reader("chip reader", self.chip_audio.open, CHIP_PROFILE),
         ]
         self.lane = Lane(config, inputs=inputs, queue=queue_, forwarder=forwarder, registry=self.registry,
                          on_line=self.on_line)
