@@ -67,9 +67,11 @@ class _AsyncReceiver:
         self.stats = stats
         self.reach = math.ceil(9.75 * self.bit_samples) + 2
         bit_ends = self.bit_samples / 2 + self.bit_samples * np.arange(-1, 10)
-        self._shifts = self.bit_samples * np.linspace(-0.25, 0.25, 9)
+        shifts = self.bit_samples * np.linspace(-0.25, 0.25, 9)
+        self._grid = shifts[:, None] + bit_ends[None, :]
+        self._shifts: list[float] = shifts.tolist()
+        self._shift_step = self._shifts[1] - self._shifts[0]
         self._bit_ends = bit_ends
-        self._grid = self._shifts[:, None] + bit_ends[None, :]
         self._predicted: float | None = None
         self._period = self.bit_samples
         self._decision = np.zeros(0)
@@ -134,31 +136,28 @@ class _AsyncReceiver:
         d, q, base = self._decision, self._carrier, self._base
         candidates = np.rint(zero + self._grid).astype(np.int64) - base
         trial = d[candidates]
-        score = trial[:, 10] - trial[:, 1] + np.abs(trial[:, 2:10]).sum(axis=1)
-        best = int(np.clip(np.argmax(score), 1, score.size - 2))
+        score = (trial[:, 10] - trial[:, 1] + np.abs(trial[:, 2:10]).sum(axis=1)).tolist()
+        best = min(max(score.index(max(score)), 1), len(score) - 2)
         left, middle, right = score[best - 1], score[best], score[best + 1]
         curvature = left - 2 * middle + right
-        step = float(self._shifts[1] - self._shifts[0])
-        vertex = float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
-        error = float(self._shifts[best]) + step * vertex
+        vertex = min(max(0.5 * (left - right) / curvature, -0.5), 0.5) if curvature < 0 else 0.0
+        error = self._shifts[best] + self._shift_step * vertex
         timing = zero + (self.timing_gain * error if predicted else error)
         points = np.rint(timing + self._bit_ends).astype(np.int64) - base
-        values, carrier = d[points], q[points]
+        values, carrier = d[points].tolist(), q[points].tolist()
+        data = values[2:10]
+        start, stop = values[1], values[10]
         if predicted:
-            weak = self.weak_framing * np.abs(values[2:10]).mean()
-            start, stop = values[1], values[10]
+            weak = self.weak_framing * sum(abs(value) for value in data) / 8
             framed = (start < 0 and stop > -weak) or (stop > 0 and start < weak)
-            framed = framed and carrier.mean() >= self.carrier_ratio
         else:
-            framed = values[0] > 0 and values[1] < 0 and values[10] > 0
-            framed = framed and carrier[0] >= self.carrier_ratio and carrier.mean() >= self.carrier_ratio
-        if not framed:
+            framed = values[0] > 0 and start < 0 and stop > 0 and carrier[0] >= self.carrier_ratio
+        if not framed or sum(carrier) < self.carrier_ratio * len(carrier):
             return False
-        bits = values[2:10] > 0
-        out.append(int(np.dot(bits, 1 << np.arange(8))))
+        out.append(sum(1 << index for index, value in enumerate(data) if value > 0))
         if predicted:
-            self._period += self.period_gain * error / 10
-            self._period = float(np.clip(self._period, 0.97 * self.bit_samples, 1.03 * self.bit_samples))
+            period = self._period + self.period_gain * error / 10
+            self._period = min(max(period, 0.97 * self.bit_samples), 1.03 * self.bit_samples)
         self._predicted = timing + 10 * self._period
         self._position = int(points[10]) + base
         return True
@@ -180,6 +179,7 @@ class _BurstReceiver:
         self.bank = ToneBank(tuple(Fraction(b, 32) for b in profile.tone_bins), self.symbol)
         self.stats = stats
         self.sync = np.array(profile.sync_word)
+        self._eye_offsets = np.arange(-2, 3)[:, None]
         self._dotting_phasor = np.exp(-1j * np.pi * np.arange(2 * self.symbol) / self.symbol)
         self._energies = np.zeros((len(profile.tone_bins), 0))
         self._strongest = np.zeros(0)
@@ -292,14 +292,13 @@ class _BurstReceiver:
         end = self._base + self._power.size
         if positions[-1] + 4 >= end:
             return False
-        offsets = np.arange(-2, 3)
-        eye = self._interpolate(self._strongest, positions[None, :] + offsets[:, None]).mean(axis=1)
-        best = int(np.clip(np.argmax(eye), 1, 3))
-        left, middle, right = eye[best - 1], eye[best], eye[best + 1]
+        eye = self._interpolate(self._strongest, positions[None, :] + self._eye_offsets).mean(axis=1)
+        levels = eye.tolist()
+        best = min(max(levels.index(max(levels)), 1), 3)
+        left, middle, right = levels[best - 1], levels[best], levels[best + 1]
         curvature = left - 2 * middle + right
-        vertex = float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
-        shift = offsets[best] + vertex
-        shift = float(np.clip(shift, -2.0, 2.0))
+        vertex = min(max(0.5 * (left - right) / curvature, -0.5), 0.5) if curvature < 0 else 0.0
+        shift = best - 2 + vertex
         positions = positions + shift
         energies = self._interpolate(self._energies, positions)
         power = self._interpolate(self._power, positions)
