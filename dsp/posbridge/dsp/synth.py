@@ -152,6 +152,19 @@ def _readback(
     return signal
 
 
+def _anti_alias(samples: NDArray[np.float64], factor: int, size: int) -> NDArray[np.float64]:
+    """A sound card's anti-aliasing filter and decimation: keep what lies below 0.45 of the output
+    rate (raised-cosine edge to 0.5), drop the rest, return ``size`` samples at the output rate."""
+    spectrum = np.fft.rfft(samples, axis=0)
+    bins = size // 2 + 1
+    fraction = np.arange(bins) / size
+    taper = np.clip((0.5 - fraction) / 0.05, 0.0, 1.0)
+    gain = 0.5 - 0.5 * np.cos(np.pi * taper)
+    kept = spectrum[:bins] * gain[:, None]
+    result: NDArray[np.float64] = np.fft.irfft(kept, size, axis=0) * (size / samples.shape[0])
+    return result
+
+
 def _ac_couple(samples: NDArray[np.float64], corner_hz: float, rate: float) -> NDArray[np.float64]:
     """A first-order RC high-pass (the coupling capacitor), applied by FFT with enough zero padding
     for its impulse response to die out: H(z) = (1 + p)/2 (1 - 1/z) / (1 - p/z), p = exp(-2π fc / rate)."""
@@ -202,13 +215,15 @@ def synthesize_swipe(
     time_at_grid = np.concatenate(([0.0], np.cumsum(dt)))
     duration = float(time_at_grid[-1])
     swipe_samples = int(duration * params.rate)
-    times = np.arange(swipe_samples) / params.rate
+    half_width_cm = params.pw50_um * 1e-4 / 2
+    pulse_samples = 2 * half_width_cm / float(np.max(speed)) * params.rate
+    oversample = 1 if pulse_samples >= 2.0 else min(8, math.ceil(2.0 / pulse_samples))
+    times = np.arange(swipe_samples * oversample) / (params.rate * oversample)
     travelled = np.interp(times, time_at_grid, grid)
     speed_now = np.interp(travelled, grid, speed)
     card_position = length_cm - travelled if params.reverse else travelled
     card_position = card_position - margin_cm
 
-    half_width_cm = params.pw50_um * 1e-4 / 2
     contact_fraction = np.clip((travelled - margin_cm) * 10.0 / params.contact_ramp_mm, 0.0, 1.0)
     contact = params.contact_ramp_from + (1.0 - params.contact_ramp_from) * contact_fraction
 
@@ -221,6 +236,8 @@ def synthesize_swipe(
         clean[order] = clean_sorted
         columns.append(clean * speed_now * contact)
     swipe = np.stack(columns, axis=1)
+    if oversample > 1:
+        swipe = _anti_alias(swipe, oversample, swipe_samples)
     swipe *= params.polarity / max(float(np.max(np.abs(swipe))), 1e-12)
     signal_power = float(np.mean(swipe**2))
 
