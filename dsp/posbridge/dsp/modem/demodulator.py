@@ -131,7 +131,8 @@ class _AsyncReceiver:
         a character found from a crossing takes it whole, one ``predicted`` right after the last
         stop bit takes part of it (a timing loop that also learns the sender's bit period). In a
         predicted run one weak framing violation (a start or stop bit near zero) does not break
-        the run; a clear one, or two, does.
+        the run; a clear one, or two, does. Acquiring from a crossing needs a clear mark before a
+        clear start bit, both with carrier.
         """
         d, q, base = self._decision, self._carrier, self._base
         candidates = np.rint(zero + self._grid).astype(np.int64) - base
@@ -147,11 +148,12 @@ class _AsyncReceiver:
         values, carrier = d[points].tolist(), q[points].tolist()
         data = values[2:10]
         start, stop = values[1], values[10]
+        weak = self.weak_framing * sum(abs(value) for value in data) / 8
         if predicted:
-            weak = self.weak_framing * sum(abs(value) for value in data) / 8
             framed = (start < 0 and stop > -weak) or (stop > 0 and start < weak)
         else:
-            framed = values[0] > 0 and start < 0 and stop > 0 and carrier[0] >= self.carrier_ratio
+            framed = values[0] > weak and start < -weak and stop > 0
+            framed = framed and min(carrier[0], carrier[1]) >= self.carrier_ratio
         if not framed or sum(carrier) < self.carrier_ratio * len(carrier):
             return False
         out.append(sum(1 << index for index, value in enumerate(data) if value > 0))
