@@ -115,11 +115,17 @@ class OfflineConfig:
 
 @dataclass(frozen=True)
 class ConsoleConfig:
-    """``[console]``: the merchant console, health endpoint and metrics (one HTTP listener)."""
+    """``[console]``: the merchant console, health endpoint and metrics (one HTTP listener).
+
+    ``token``: when set, the console and its API require it (open ``/?token=...`` once on each
+    tablet or phone); ``/healthz`` and ``/metrics`` stay open. Set one whenever ``host`` is not
+    loopback.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8080
     enabled: bool = True
+    token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)

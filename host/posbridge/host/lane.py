@@ -568,7 +568,8 @@ async def run_lane(config: Config, stop: asyncio.Event, **lane_options: Any) -> 
     runner = None
     try:
         if config.console.enabled:
-            runner, port = await serve_console(lane, config.console.host, config.console.port)
+            runner, port = await serve_console(lane, config.console.host, config.console.port,
+                                               config.console.token)
             lane.line(f"console on http://{config.console.host}:{port}/")
         await stop.wait()
     finally:

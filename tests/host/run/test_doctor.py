@@ -91,3 +91,12 @@ def test_registry_file_checked(isolated_env: Path) -> None:
     status, detail, _ = findings(isolated_env, customers_registry=str(registry))["customers"][0]
     assert status == FAIL
     assert "list named 'customers'" in detail
+
+
+def test_console_on_the_network_needs_a_token(isolated_env: Path) -> None:
+    status, detail, fix = findings(isolated_env, console_host="0.0.0.0", console_port=0)["console"][0]
+    assert status == FAIL
+    assert "without a token" in detail
+    assert "[console] token" in fix
+    guarded = findings(isolated_env, console_host="0.0.0.0", console_port=0, console_token="x" * 32)
+    assert guarded["console"][0][0] == OK

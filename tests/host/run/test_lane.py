@@ -168,3 +168,31 @@ async def test_failed_input_is_retried(tmp_path: Path) -> None:
         await running.stop()
     assert flaky.runs == 2
     assert "ALERT flaky reader failed (OSError); retrying in 1 s" in lines
+
+
+async def test_console_token_guards_everything_but_health_and_metrics(lane: Lane) -> None:
+    runner, port = await serve_console(lane, "127.0.0.1", 0, token="s3cret-token")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            for path in ("/", "/api/state", "/events"):
+                async with session.get(base + path) as response:
+                    assert response.status == 401, path
+            async with session.post(base + "/api/sale", json={"amount": 100}) as response:
+                assert response.status == 401
+            async with session.get(base + "/api/state?token=wrong") as response:
+                assert response.status == 401
+            for path in ("/healthz", "/metrics"):
+                async with session.get(base + path) as response:
+                    assert response.status == 200, path
+            async with session.get(base + "/api/state",
+                                   headers={"Authorization": "Bearer s3cret-token"}) as response:
+                assert response.status == 200
+            async with session.get(base + "/?token=s3cret-token") as response:
+                assert response.status == 200
+                assert str(response.url) == base + "/"
+                assert "posbridge console" in await response.text()
+            async with session.post(base + "/api/sale", json={"amount": 100}) as response:
+                assert response.status == 200
+    finally:
+        await runner.cleanup()

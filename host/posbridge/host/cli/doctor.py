@@ -255,6 +255,11 @@ def _console_port(config: Config) -> Finding:
     except OSError as error:
         return Finding("console", WARN, f"cannot listen on {address}: {error.strerror}",
                        "stop whatever uses the port (is posbridge already running?) or change [console] port")
+    loopback = config.console.host in ("127.0.0.1", "::1", "localhost")
+    if not loopback and not config.console.token:
+        return Finding("console", FAIL, f"{address} is reachable from the network without a token: anyone "
+                       "on it could take payments", "set [console] token (POSBRIDGE_CONSOLE_TOKEN) to a long "
+                       "random string, e.g. `openssl rand -hex 16`")
     return Finding("console", OK, f"{address} is free")
 
 

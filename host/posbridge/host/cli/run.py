@@ -75,6 +75,8 @@ def _print_config(config: Config, as_json: bool) -> None:
     values: dict[str, Any] = {}
     for key in KEYS:
         value = getattr(getattr(config, key.section) if key.section else config, key.name)
+        if key.name == "token" and value:
+            value = "(set)"
         values[key.flat] = list(value) if isinstance(value, tuple) else str(value) if not isinstance(
             value, int | float | bool) else value
     if as_json:

@@ -6,6 +6,7 @@ of JSON per change); Prometheus metrics use the text exposition format 0.0.4.
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 from collections.abc import AsyncIterator
@@ -154,9 +155,42 @@ async def _metrics(request: web.Request) -> web.Response:
     )
 
 
-def create_console_app(lane: LaneControl) -> web.Application:
-    """The console for ``lane``: ``/``, ``/static/*``, ``/api/*``, ``/events``, ``/healthz``, ``/metrics``."""
-    app = web.Application()
+TOKEN_COOKIE = "posbridge_console"
+OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+
+
+def _token_guard(token: str) -> Any:
+    """Middleware: every page and API call needs ``token`` (Bearer header, cookie, or ``?token=`` once)."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path in OPEN_PATHS:
+            response: web.StreamResponse = await handler(request)
+            return response
+        offered = request.query.get("token")
+        if offered is not None and hmac.compare_digest(offered, token):
+            redirect = web.HTTPSeeOther(request.rel_url.with_query({k: v for k, v in request.query.items()
+                                                                    if k != "token"}))
+            redirect.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
+            raise redirect
+        header = request.headers.get("Authorization", "")
+        presented = header.removeprefix("Bearer ") if header.startswith("Bearer ") else request.cookies.get(
+            TOKEN_COOKIE, "")
+        if not hmac.compare_digest(presented, token):
+            return web.json_response({"error": "open the console with /?token=... ([console] token)"},
+                                     status=401)
+        response = await handler(request)
+        return response
+
+    return guard
+
+
+def create_console_app(lane: LaneControl, token: str = "") -> web.Application:
+    """The console for ``lane``: ``/``, ``/static/*``, ``/api/*``, ``/events``, ``/healthz``, ``/metrics``.
+
+    With a ``token`` every route but ``/healthz`` and ``/metrics`` requires it.
+    """
+    app = web.Application(middlewares=[_token_guard(token)] if token else [])
     app[LANE_KEY] = lane
     app.router.add_get("/", _index)
     app.router.add_static("/static/", STATIC_DIR)
@@ -171,9 +205,11 @@ def create_console_app(lane: LaneControl) -> web.Application:
     return app
 
 
-async def serve_console(lane: LaneControl, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def serve_console(
+    lane: LaneControl, host: str, port: int, token: str = ""
+) -> tuple[web.AppRunner, int]:
     """Serve the console on ``host:port`` (port 0 picks a free one); returns the runner and the port."""
-    runner = web.AppRunner(create_console_app(lane), access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(create_console_app(lane, token), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
