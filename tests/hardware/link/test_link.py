@@ -108,12 +108,14 @@ def test_socket_peer_closing_is_a_disconnect() -> None:
 
     def serve() -> None:
         connection, _ = server.accept()
+        connection.recv(1)
         connection.sendall(b"hi")
         connection.close()
 
     thread = threading.Thread(target=serve)
     thread.start()
     with open_link(f"socket://127.0.0.1:{port}") as link:
+        link.write(b"?")
         assert _read_exactly(link, 2) == b"hi"
         thread.join()
         with pytest.raises(DeviceDisconnected):
