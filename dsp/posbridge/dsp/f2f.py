@@ -290,6 +290,11 @@ def _lock_windows(pulses: Pulses, claimed: list[tuple[int, int]]) -> Iterator[tu
             yield int(strong[window + int(np.argmax(is_long[window]))]), cell
 
 
+#: A burst fades out when the mean bit confidence over this many cells drops below FADE_CONFIDENCE.
+FADE_CELLS = 16
+FADE_CONFIDENCE = 0.3
+
+
 @dataclass
 class _Tracked:
     bits: list[int]
@@ -315,6 +320,9 @@ def _track(
     bits: list[int] = []
     confidence: list[float] = []
     bad_run = 0
+    recent = 0.0
+    boundary_indices: list[int] = []
+    boundary_times: list[float] = []
     last_good_index = lock_index
     last_good_time = t
     good_bits = 0
@@ -361,6 +369,15 @@ def _track(
             t += cell
         if not bit:
             sign = -sign
+        boundary_indices.append(j)
+        boundary_times.append(t)
+        recent += confidence[-1] - (confidence[-1 - FADE_CELLS] if len(confidence) > FADE_CELLS else 0.0)
+        if len(confidence) >= FADE_CELLS and recent < FADE_CONFIDENCE * FADE_CELLS:
+            good_bits = min(good_bits, len(bits) - FADE_CELLS)
+            if good_bits > 0:
+                last_good_index = boundary_indices[good_bits - 1]
+                last_good_time = boundary_times[good_bits - 1]
+            break
         if good:
             bad_run = 0
             good_bits = len(bits)
@@ -370,6 +387,7 @@ def _track(
             bad_run += 1
             if bad_run >= 4:
                 break
+    good_bits = max(good_bits, 0)
     return _Tracked(bits[:good_bits], confidence[:good_bits], last_good_index, last_good_time)
 
 
