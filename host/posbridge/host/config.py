@@ -17,11 +17,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_origin, get_type_hints
 
 from posbridge.protocols.errors import ConfigError
 
@@ -153,7 +152,7 @@ class Config:
 
     @property
     def key_path(self) -> Path:
-        """The data-key file (sealing queue records): ``key_file`` or ``<state_dir>/posbridge.key``."""
+        """The device key file (wraps queue record keys): ``key_file`` or ``<state_dir>/posbridge.key``."""
         return Path(self.key_file) if self.key_file else self.state_dir / "posbridge.key"
 
     @property
@@ -202,8 +201,6 @@ _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 def _convert(key: _Key, value: Any, from_text: bool) -> Any:
     """Turn a raw TOML/env/keyword value into the key's declared type, or raise ValueError."""
     kind = key.type
-    if get_origin(kind) in (Union, types.UnionType):
-        kind = next(arg for arg in get_args(kind) if arg is not type(None))
     if get_origin(kind) is tuple:
         if from_text and isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
