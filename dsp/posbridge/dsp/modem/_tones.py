@@ -35,11 +35,12 @@ class ToneBank:
         self.window = int(window)
         self.samples_seen = 0
         self._periods = [tone.denominator for tone in cycles_per_sample]
-        self._tables: list[NDArray[np.float64]] = []
+        self._tables: list[NDArray[np.float64]] = []  # each tone's table repeated over a whole chunk
         for tone in cycles_per_sample:
             turns = np.arange(tone.denominator) * tone.numerator % tone.denominator / tone.denominator
             angle = 2 * np.pi * turns
-            self._tables.append(np.rint(np.stack((np.cos(angle), -np.sin(angle))) * _TABLE_SCALE))
+            table = np.rint(np.stack((np.cos(angle), -np.sin(angle))) * _TABLE_SCALE)
+            self._tables.append(np.tile(table, (1, -(-(_CHUNK + tone.denominator) // tone.denominator))))
         self._channels = 2 * len(cycles_per_sample) + 1
         self._tail = np.zeros((self._channels, self.window))
 
@@ -50,13 +51,14 @@ class ToneBank:
             return np.concatenate([p[0] for p in pieces], axis=1), np.concatenate([p[1] for p in pieces])
         count = x.size
         quantized = np.rint(np.clip(x, -_CLIP, _CLIP) * _SAMPLE_SCALE)
-        index = np.arange(self.samples_seen, self.samples_seen + count, dtype=np.int64)
+        first = self.samples_seen
         self.samples_seen += count
         mixed = np.empty((self._channels, self.window + count))
         mixed[:, : self.window] = self._tail
         for tone, (period, table) in enumerate(zip(self._periods, self._tables, strict=True)):
+            phase = first % period
             rows = mixed[2 * tone : 2 * tone + 2, self.window :]
-            np.multiply(table[:, index % period], quantized, out=rows)
+            np.multiply(table[:, phase : phase + count], quantized, out=rows)
         np.multiply(quantized, quantized, out=mixed[-1, self.window :])
         self._tail = mixed[:, -self.window :].copy()
         running = np.cumsum(mixed, axis=1)

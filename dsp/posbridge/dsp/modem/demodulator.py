@@ -169,7 +169,7 @@ class _AsyncReceiver:
 
 
 class _BurstReceiver:
-    block_symbols = 64
+    block_symbols = 128
     acquire_symbols = 16
     window = 256
     lookahead = 256
@@ -183,9 +183,8 @@ class _BurstReceiver:
         self.sync = np.array(profile.sync_word)
         self._eye_offsets = np.arange(-2, 3)[:, None]
         self._dotting_phasor = np.exp(-1j * np.pi * np.arange(2 * self.symbol) / self.symbol)
-        self._energies = np.zeros((len(profile.tone_bins), 0))
-        self._strongest = np.zeros(0)
-        self._power = np.zeros(0)
+        self._tones = len(profile.tone_bins)
+        self._features = np.zeros((self._tones + 2, 0))  # tone energies, power, strongest energy
         self._base = 0
         self._position = 0
         self._locked = False
@@ -202,9 +201,8 @@ class _BurstReceiver:
 
     def process(self, samples: NDArray[np.float64]) -> bytes:
         energies, power = self.bank.process(samples)
-        self._energies = np.concatenate((self._energies, energies), axis=1)
-        self._strongest = np.concatenate((self._strongest, energies.max(axis=0)))
-        self._power = np.concatenate((self._power, power))
+        features = np.concatenate((energies, power[None, :], energies.max(axis=0)[None, :]))
+        self._features = np.concatenate((self._features, features), axis=1)
         out = bytearray()
         while True:
             progressed = self._track(out) if self._locked else self._search()
@@ -212,9 +210,7 @@ class _BurstReceiver:
                 break
         anchor = self._tau if self._locked else self._position
         keep_from = max(int(anchor) - self.window - 2 * self.symbol - self._base, 0)
-        self._energies = self._energies[:, keep_from:]
-        self._strongest = self._strongest[keep_from:]
-        self._power = self._power[keep_from:]
+        self._features = self._features[:, keep_from:]
         self._base += keep_from
         return bytes(out)
 
@@ -230,14 +226,14 @@ class _BurstReceiver:
 
     def _search(self) -> bool:
         base, window = self._base, self.window
-        end = base + self._power.size - 4 * self.symbol
+        end = base + self._features.shape[1] - 4 * self.symbol
         last = end - self.lookahead
         first = max(self._position + window - 1, base + window)
         if last <= first:
             return False
         lo = first - window + 1 - base
-        dotting = self._energies[0, lo : end - base] - self._energies[3, lo : end - base]
-        both = self._energies[0, lo : end - base] + self._energies[3, lo : end - base]
+        dotting = self._features[0, lo : end - base] - self._features[3, lo : end - base]
+        both = self._features[0, lo : end - base] + self._features[3, lo : end - base]
         index = np.arange(first - window + 1, end)
         rotated = dotting * self._dotting_phasor[index % (2 * self.symbol)]
         sums = np.concatenate(([0], np.cumsum(rotated)))
@@ -259,8 +255,8 @@ class _BurstReceiver:
     def _lock(self, start: int) -> None:
         half = self.window // 2
         index = np.arange(start, start + 2 * half)
-        dotting = self._energies[0, start - self._base : start - self._base + 2 * half]
-        dotting = dotting - self._energies[3, start - self._base : start - self._base + 2 * half]
+        span = slice(start - self._base, start - self._base + 2 * half)
+        dotting = self._features[0, span] - self._features[3, span]
         rotated = dotting * self._dotting_phasor[index % (2 * self.symbol)]
         first, second = rotated[:half].sum(), rotated[half:].sum()
         cycles = half / (2 * self.symbol)
@@ -291,10 +287,10 @@ class _BurstReceiver:
             wanted = 4 * (BURST_HEADER_BYTES + self._length)
             count = min(count, self._sync_end + wanted - len(self._symbols))
         positions = self._tau + self._period * np.arange(count)
-        end = self._base + self._power.size
+        end = self._base + self._features.shape[1]
         if positions[-1] + 4 >= end:
             return False
-        eye = self._interpolate(self._strongest, positions[None, :] + self._eye_offsets).mean(axis=1)
+        eye = self._interpolate(self._features[-1], positions[None, :] + self._eye_offsets).mean(axis=1)
         levels = eye.tolist()
         best = min(max(levels.index(max(levels)), 1), 3)
         left, middle, right = levels[best - 1], levels[best], levels[best + 1]
@@ -302,10 +298,10 @@ class _BurstReceiver:
         vertex = min(max(0.5 * (left - right) / curvature, -0.5), 0.5) if curvature < 0 else 0.0
         shift = best - 2 + vertex
         positions = positions + shift
-        energies = self._interpolate(self._energies, positions)
-        power = self._interpolate(self._power, positions)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            carrier = np.where(power > 0, 2 * energies.max(axis=0) / (self.symbol * power), 0.0)
+        sampled = self._interpolate(self._features, positions)
+        energies, power = sampled[: self._tones], sampled[self._tones]
+        strongest = 2 * energies.max(axis=0)
+        carrier = np.divide(strongest, self.symbol * power, out=np.zeros_like(power), where=power > 0)
         if carrier.mean() < 0.7:
             self.stats.bursts_lost += 1
             self._position = max(self._position, int(positions[0]))
