@@ -106,3 +106,39 @@ def test_empty_data_and_bad_profile() -> None:
         FskModulator("v34")
     with pytest.raises(UsageError):
         FskDemodulator("bell202").process(np.zeros((2, 2, 2)))
+
+
+def test_bell202_characters_with_idle_gaps_between_them() -> None:
+    rng = np.random.default_rng(4)
+    data = rng.integers(0, 256, 120, dtype=np.uint8).tobytes()
+    rate, phase, pieces = 48000, 0.0, []
+
+    def tone(hz: float, samples: int) -> None:
+        nonlocal phase
+        pieces.append(np.sin(phase + 2 * np.pi * hz * np.arange(samples) / rate))
+        phase += 2 * np.pi * hz * samples / rate
+
+    tone(1200, 400)
+    for byte in data:
+        tone(1200, int(rng.uniform(0, 3) * 40) if rng.random() < 0.5 else 0)
+        for bit in [0, *((byte >> index) & 1 for index in range(8)), 1]:
+            tone(1200 if bit else 2200, 40)
+    tone(1200, 400)
+    audio = np.concatenate(pieces) + np.random.default_rng(1).normal(0, 0.02, sum(map(len, pieces)))
+    assert demodulate("bell202", rate, audio) == data
+
+
+def test_frame_receiver_gives_the_same_frames_for_any_block_sizes() -> None:
+    from posbridge.dsp.modem.frames import ModemFrameReceiver
+    from posbridge.protocols.link import ChipMessage, Frame, encode_frame
+
+    frames = [Frame.of(ChipMessage(tlv=bytes([seq]) * 40), seq) for seq in range(1, 4)]
+    audio = np.concatenate([FskModulator("fast", 44100).modulate(encode_frame(frame)) for frame in frames])
+    receiver = ModemFrameReceiver("fast", 44100)
+    results, start, rng = [], 0, np.random.default_rng(8)
+    while start < audio.size:
+        size = int(rng.integers(1, 2000))
+        results += receiver.process(audio[start : start + size])
+        start += size
+    assert results + receiver.flush() == frames
+    assert receiver.stats.frames_ok == 3
