@@ -23,14 +23,13 @@ How it works, per channel, in frames of 4 ms:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from posbridge.dsp.f2f import MAX_RATE, MIN_RATE, decode_segment_scored, recover_bursts
+from posbridge.dsp.f2f import check_rate, decode_segment_scored, recover_bursts
 from posbridge.dsp.sliding import trailing_min
 from posbridge.protocols.errors import AudioFormatError, ConfigError
 from posbridge.protocols.types import Swipe, Track
@@ -74,15 +73,14 @@ class SwipeDetector:
         on_segment: SegmentCallback | None = None,
         **tuning: Any,
     ) -> None:
-        if not (isinstance(rate, int | float) and math.isfinite(rate) and MIN_RATE <= rate <= MAX_RATE):
-            raise AudioFormatError(f"sample rate must be {MIN_RATE:g}-{MAX_RATE:g} Hz, got {rate}", rate=rate)
+        checked_rate = check_rate(rate)
         if not isinstance(channels, int) or channels < 1:
             raise ConfigError(f"channels must be a positive integer, got {channels}", key="channels")
         try:
             self.tuning = DetectorTuning(**tuning)
         except TypeError as error:
             raise ConfigError(f"unknown detector setting: {error}", key="tuning") from error
-        self.rate = float(rate)
+        self.rate = checked_rate
         self.channels = channels
         self.on_segment = on_segment
         t = self.tuning

@@ -67,8 +67,9 @@ MIN_BURST_BITS = 16
 
 @dataclass(frozen=True)
 class Pulses:
-    """Candidate pulses of one channel: times in samples (of the original rate), signed amplitude
-    relative to the local envelope (``strength`` = |amplitude|, 0-1), and the typical cell length."""
+    """Candidate pulses of one channel, in time order: ``times`` in samples of the input (between
+    samples), ``signs`` +1/-1, ``strengths`` = |peak| / local envelope (0-1), ``amplitudes`` =
+    |peak| of the band-limited signal, and the typical bit-cell length in samples."""
 
     times: NDArray[np.float64]
     signs: NDArray[np.int8]
@@ -88,9 +89,19 @@ class Burst:
     end: float
 
 
+def check_rate(rate: float) -> float:
+    """``rate`` as a float in Hz, or :class:`AudioFormatError` unless it is a number in 1-400 kHz."""
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and MIN_RATE <= value <= MAX_RATE):
+        raise AudioFormatError(f"sample rate must be {MIN_RATE:g}-{MAX_RATE:g} Hz, got {rate!r}", rate=rate)
+    return value
+
+
 def _check_input(samples: Samples, rate: float) -> NDArray[np.float64]:
-    if not (math.isfinite(rate) and MIN_RATE <= rate <= MAX_RATE):
-        raise AudioFormatError(f"sample rate must be {MIN_RATE:g}-{MAX_RATE:g} Hz, got {rate}", rate=rate)
+    check_rate(rate)
     data = np.asarray(samples, dtype=np.float64)
     if data.ndim != 1:
         raise AudioFormatError(f"expected one channel of samples, got shape {data.shape}", shape=data.shape)

@@ -146,6 +146,9 @@ def test_bad_input_is_a_typed_error_or_no_swipe() -> None:
     with pytest.raises(AudioFormatError):
         decode_recording(np.zeros(10), 0)
     with pytest.raises(AudioFormatError):
+        SwipeDetector("48000x")  # type: ignore[arg-type]
+    assert SwipeDetector(np.int64(44_100)).rate == 44_100.0  # type: ignore[arg-type]
+    with pytest.raises(AudioFormatError):
         decode_recording(np.zeros((2, 2, 2)), RATE)
     with pytest.raises(AudioFormatError):
         SwipeDetector(RATE, 2).process(np.zeros((10, 3)))
