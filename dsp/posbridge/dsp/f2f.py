@@ -42,7 +42,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -80,13 +80,15 @@ class Pulses:
 
 @dataclass(frozen=True)
 class Burst:
-    """Bits recovered from one clock-locked run of pulses, with per-bit confidence (0-1) and the
-    times (samples) of the first and last cell boundary."""
+    """Bits recovered from one clock-locked run of pulses, with per-bit confidence (0-1), the
+    times (samples, between samples) of the first and last cell boundary, and all
+    ``len(bits) + 1`` cell boundaries in time order."""
 
     bits: list[int]
     confidence: list[float]
     start: float
     end: float
+    boundaries: list[float] = field(default_factory=list)
 
 
 def check_rate(rate: float) -> float:
@@ -312,6 +314,7 @@ class _Tracked:
     confidence: list[float]
     last_index: int
     last_time: float
+    boundaries: list[float]  # the cell boundary after each bit
 
 
 def _track(
@@ -399,7 +402,9 @@ def _track(
             if bad_run >= 4:
                 break
     good_bits = max(good_bits, 0)
-    return _Tracked(bits[:good_bits], confidence[:good_bits], last_good_index, last_good_time)
+    return _Tracked(
+        bits[:good_bits], confidence[:good_bits], last_good_index, last_good_time, boundary_times[:good_bits]
+    )
 
 
 MAX_BURSTS = 8
@@ -434,7 +439,9 @@ def recover_bursts(samples: Samples, rate: float) -> list[Burst]:
         bits = behind.bits[::-1] + ahead.bits
         confidence = behind.confidence[::-1] + ahead.confidence
         if len(bits) >= MIN_BURST_BITS and confidence.count(0.0) <= 0.25 * len(bits):
-            bursts.append(Burst(bits, confidence, -behind.last_time, ahead.last_time))
+            boundaries = [-time for time in reversed(behind.boundaries)]
+            boundaries += [times[lock_index], *ahead.boundaries]
+            bursts.append(Burst(bits, confidence, boundaries[0], boundaries[-1], boundaries))
     bursts.sort(key=lambda burst: burst.start)
     return bursts
 

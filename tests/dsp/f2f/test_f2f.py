@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from posbridge.dsp.f2f import decode_bits, decode_segment, recover_bits
+from posbridge.dsp.f2f import decode_bits, decode_segment, recover_bits, recover_bursts
 from posbridge.dsp.synth import BITS_PER_CM, SwipeParams, synthesize_swipe, test_card_tracks
 from posbridge.protocols.errors import AudioFormatError
 from posbridge.protocols.magstripe import encode_track
@@ -160,3 +160,16 @@ def test_weak_bit_is_re_decided() -> None:
     assert track.text == text
     confidence[flipped] = 0.9
     assert decode_bits(bits, confidence) is None
+
+
+def test_bursts_carry_their_cell_boundaries(np_rng: np.random.Generator) -> None:
+    _, tracks = test_card_tracks(np_rng)
+    params = SwipeParams(snr_db=35, speed_ramp=2.0, silence_s=0.05, ac_coupling_hz=None)
+    samples = synthesize_swipe([tracks[1]], params, np_rng)
+    (burst,) = recover_bursts(samples, 48_000)
+    cells = np.diff(burst.boundaries)
+    assert len(burst.boundaries) == len(burst.bits) + 1
+    assert (burst.start, burst.end) == (burst.boundaries[0], burst.boundaries[-1])
+    assert np.all(cells > 0)
+    assert cells[-20:].mean() < 0.6 * cells[:20].mean()  # the hand doubled its speed
+    assert 0.05 * 48_000 < burst.start < burst.end < samples.size
