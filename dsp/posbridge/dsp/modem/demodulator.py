@@ -55,6 +55,7 @@ def _as_mono(block: NDArray[np.floating] | NDArray[np.integer]) -> NDArray[np.fl
 class _AsyncReceiver:
     timing_gain = 0.5
     weak_framing = 0.35
+    pause_evidence = 1.1
     period_gain = 0.15
 
     def __init__(self, profile: ModemProfile, rate: int, carrier_ratio: float, stats: DemodulatorStats):
@@ -65,9 +66,9 @@ class _AsyncReceiver:
         self.window = window
         self.carrier_ratio = carrier_ratio
         self.stats = stats
-        self.reach = math.ceil(9.75 * self.bit_samples) + 2
+        self.reach = math.ceil(10 * self.bit_samples) + 2
         bit_ends = self.bit_samples / 2 + self.bit_samples * np.arange(-1, 10)
-        shifts = self.bit_samples * np.linspace(-0.25, 0.25, 9)
+        shifts = self.bit_samples * np.linspace(-0.5, 0.5, 17)
         self._grid = shifts[:, None] + bit_ends[None, :]
         self._shifts: list[float] = shifts.tolist()
         self._shift_step = self._shifts[1] - self._shifts[0]
@@ -127,18 +128,24 @@ class _AsyncReceiver:
     def _read_character(self, zero: float, out: bytearray, predicted: bool = False) -> bool:
         """Read the 8N1 character whose start-bit crossing is near ``zero``; False if it does not frame.
 
-        The frame's soft evidence on a grid of +-1/4 bit around ``zero`` measures the timing error;
+        The frame's soft evidence on a grid of +-1/4 bit around ``zero`` measures the timing error
+        (a predicted character whose evidence peaks clearly further out, up to +-1/2 bit, is not
+        there);
         a character found from a crossing takes it whole, one ``predicted`` right after the last
         stop bit takes part of it (a timing loop that also learns the sender's bit period). In a
         predicted run one weak framing violation (a start or stop bit near zero) does not break
-        the run; a clear one, or two, does. Acquiring from a crossing needs a clear mark before a
+        the run; a clear one, or two, does, and so does a clear timing peak outside +-1/4 bit (the
+        sender paused between characters). Acquiring from a crossing needs a clear mark before a
         clear start bit, both with carrier.
         """
         d, q, base = self._decision, self._carrier, self._base
         candidates = np.rint(zero + self._grid).astype(np.int64) - base
         trial = d[candidates]
         score = (trial[:, 10] - trial[:, 1] + np.abs(trial[:, 2:10]).sum(axis=1)).tolist()
-        best = min(max(score.index(max(score)), 1), len(score) - 2)
+        inner = score[4:13]
+        if predicted and max(score) > self.pause_evidence * max(inner):
+            return False
+        best = 4 + min(max(inner.index(max(inner)), 1), len(inner) - 2)
         left, middle, right = score[best - 1], score[best], score[best + 1]
         curvature = left - 2 * middle + right
         vertex = min(max(0.5 * (left - right) / curvature, -0.5), 0.5) if curvature < 0 else 0.0
