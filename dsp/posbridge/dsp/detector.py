@@ -13,7 +13,9 @@ How it works, per channel, in frames of 4 ms:
 - The noise floor is the minimum level over the last second of idle frames (minimum
   statistics), so it follows the room and an input AGC up and down, but freezes during a swipe.
 - A swipe opens when a channel's level is ``open_db`` above its floor and closes after
-  ``hangover_s`` below ``close_db`` (hysteresis), or after ``max_swipe_s``.
+  ``hangover_s`` below ``close_db`` above that floor (hysteresis) or ``release_db`` below the
+  swipe's loudest frame (so a room that got noisier during the swipe cannot hold it open), or
+  after ``max_swipe_s``.
 - A ring buffer keeps ``pre_roll_s`` of audio so leading clocking zeros recorded before the level
   rose are decoded too; memory is bounded while idle. Idle frames are handled in vectorised
   blocks, so an idle stream costs little CPU.
@@ -44,6 +46,7 @@ class DetectorTuning:
     frame_s: float = 0.004
     open_db: float = 10.0
     close_db: float = 5.0
+    release_db: float = 30.0
     hangover_s: float = 0.04
     pre_roll_s: float = 0.15
     post_roll_s: float = 0.02
@@ -94,6 +97,7 @@ class SwipeDetector:
         self._max_frames = max(1, round(t.max_swipe_s / (self._frame / rate)))
         self._open_ratio = 10 ** (t.open_db / 10)
         self._close_ratio = 10 ** (t.close_db / 10)
+        self._release_ratio = 10 ** (-t.release_db / 10)
         self._smoothing = max(1, int(t.smoothing_frames))
         self._pending = np.zeros((0, channels))  # samples of an unfinished frame
         self._recent_energy = np.zeros((0, channels))  # last frames' energies, for smoothing
@@ -107,6 +111,7 @@ class SwipeDetector:
         self._last_active_frame = 0
         self._quiet_frames = 0
         self._floor_at_open = np.zeros(channels)
+        self._peak_level = np.zeros(channels)
 
     @property
     def buffered_samples(self) -> int:
@@ -224,13 +229,17 @@ class SwipeDetector:
                     self._last_active_frame = self._frames_seen
                     self._quiet_frames = 0
                     self._floor_at_open = floors[stop]
+                    self._peak_level = chunk[stop]
                     self._frames_seen += 1
                     index += 1
                 else:
                     self._trim_idle_audio()
             else:
-                threshold = self._floor_at_open * self._close_ratio
-                active = np.any(levels[index:] > threshold, axis=1).tolist()
+                rest = levels[index:]
+                peaks = np.maximum.accumulate(np.maximum(rest, self._peak_level), axis=0)
+                self._peak_level = peaks[-1]
+                threshold = np.maximum(self._floor_at_open * self._close_ratio, peaks * self._release_ratio)
+                active = np.any(rest > threshold, axis=1).tolist()
                 for is_active in active:
                     frame = self._frames_seen
                     self._frames_seen += 1

@@ -183,3 +183,17 @@ def test_long_tone_then_swipe_is_block_size_invariant(np_rng: np.random.Generato
     assert [swipe.tracks[0].text for swipe in batch] == [text for _, text in truth]
     sizes = np.random.default_rng(3).integers(1, 8193, size=mixed.size // 3000).tolist()
     assert _feed(SwipeDetector(RATE), mixed, sizes) == batch
+
+
+def test_stereo_blocks_give_the_same_swipes(np_rng: np.random.Generator) -> None:
+    parts = [np_rng.normal(0, 0.001, (RATE // 2, 2)).astype(np.float32)]
+    for _ in range(3):
+        card, _ = test_card_tracks(np_rng)
+        params = SwipeParams(channels=2, speed_cm_s=float(np_rng.uniform(20, 90)))
+        parts.append(synthesize_swipe(card, params, np_rng))
+    stereo = np.concatenate(parts)
+    batch = decode_recording(stereo, RATE)
+    assert [len(swipe.tracks) for swipe in batch] == [2, 2, 2]
+    sizes = np.random.default_rng(9).integers(1, 4097, size=stereo.shape[0] // 1500).tolist()
+    assert _feed(SwipeDetector(RATE, 2), stereo, sizes) == batch
+    assert _feed(SwipeDetector(RATE, 2), np.round(stereo * 32767).astype(np.int16), sizes) != []
