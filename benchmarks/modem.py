@@ -20,24 +20,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 from posbridge.dsp.modem import PROFILES, FskDemodulator, FskModulator
+from posbridge.dsp.modem.channel import add_noise, impair
 from posbridge.dsp.modem.frames import ModemFrameReceiver
 from posbridge.firmware.chip_reader import ChipReader
 from posbridge.hardware.audio import read_wav, write_wav
 from posbridge.protocols.link import ChipMessage, Frame
-from scipy.signal import resample_poly
 
 RATE = 48000
 AMPLITUDE = 0.25  # head-room so that noise at -1 dB SNR does not clip the 16-bit WAV
 SNRS_DB = (20, 15, 12, 10, 8, 6, 5, 4, 3, 2, 1, 0, -1)
-
-
-def add_noise(signal: NDArray[np.floating], snr_db: float, seed: int) -> NDArray[np.float64]:
-    """White Gaussian noise over the whole band (0 to rate/2) at ``snr_db`` below the signal power."""
-    power = float(np.mean(np.asarray(signal, dtype=np.float64) ** 2))
-    noise = np.random.default_rng(seed).normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), signal.size)
-    return signal + noise
 
 
 def recovered(sent: bytes, received: bytes) -> int:
@@ -48,8 +40,7 @@ def recovered(sent: bytes, received: bytes) -> int:
 
 def bell202_table(size: int, minimodem: str | None, workdir: Path) -> list[str]:
     data = np.random.default_rng(202).integers(0, 256, size, dtype=np.uint8).tobytes()
-    clean = FskModulator("bell202", RATE, amplitude=AMPLITUDE).modulate(data).astype(np.float64)
-    clean = np.concatenate((np.zeros(RATE // 10), clean, np.zeros(RATE // 10)))
+    clean = FskModulator("bell202", RATE, amplitude=AMPLITUDE).modulate(data)
     rows = [
         f"Bell 202, {size} random bytes per SNR, {RATE} Hz 16-bit WAV, noise over 0-{RATE // 2} Hz",
         "",
@@ -58,7 +49,7 @@ def bell202_table(size: int, minimodem: str | None, workdir: Path) -> list[str]:
     ]
     for snr in SNRS_DB:
         wav = workdir / f"bell202_{snr}.wav"
-        write_wav(wav, add_noise(clean, snr, seed=1000 + snr), RATE)
+        write_wav(wav, impair(clean, snr, rng=1000 + snr, pad=RATE // 10), RATE)
         samples, rate = read_wav(wav)
         demodulator = FskDemodulator("bell202", rate)
         ours = recovered(data, demodulator.process(samples) + demodulator.flush())
@@ -90,8 +81,7 @@ def fast_table(frames: int, payload: int) -> list[str]:
         audio = ChipReader("fast", rate).modulate_frames(sent).astype(np.float64)
         throughput = 8 * payload * frames / (audio.size / rate)
         for permille in (-20, 0, 20):
-            skewed = resample_poly(audio, 1000, 1000 + permille) if permille else audio
-            noisy = add_noise(skewed, 20.0, seed=permille + rate)
+            noisy = impair(audio, 20.0, permille / 1000, rng=permille + rate)
             receiver = ModemFrameReceiver("fast", rate)
             received = []
             for start in range(0, noisy.size, rate):
@@ -117,7 +107,7 @@ def speed_table(seconds: float) -> list[str]:
         rate = RATE
         bytes_per_second = PROFILES[name].payload_bit_rate(rate) / 8
         data = np.random.default_rng(5).integers(0, 256, int(seconds * bytes_per_second), dtype=np.uint8)
-        audio = add_noise(FskModulator(name, rate).modulate(data.tobytes()), 20.0, seed=5)
+        audio = add_noise(FskModulator(name, rate).modulate(data.tobytes()), 20.0, rng=5)
         demodulator = FskDemodulator(name, rate)
         started = time.process_time()
         for start in range(0, audio.size, 4096):

@@ -29,6 +29,7 @@ import enum
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from posbridge.protocols.cards import mask_pan
 from posbridge.protocols.errors import TlvError, TrackError
 from posbridge.protocols.magstripe import card_from_tracks
 from posbridge.protocols.types import Card, ChipRead, Track, TrackFormat
@@ -441,8 +442,6 @@ def describe_value(item: Tlv, reveal: bool = False) -> str:
 
     Card data (PAN, track, name) is masked unless ``reveal``; unknown formats show as hex.
     """
-    from posbridge.protocols.cards import mask_pan
-
     tag, value = item.tag_hex, item.value
     try:
         if tag == "57":

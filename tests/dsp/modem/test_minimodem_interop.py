@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from posbridge.dsp.modem import FskDemodulator, FskModulator
-
-from .conftest import read_wav, write_wav
+from posbridge.hardware.audio import read_wav, write_wav
 
 PAYLOAD = np.random.default_rng(4096).integers(0, 256, 4096, dtype=np.uint8).tobytes()
 
@@ -45,5 +44,6 @@ def test_transmitted_waveform_matches_minimodem(minimodem: str, tmp_path: Path) 
     subprocess.run([minimodem, "--tx", "1200", "-f", str(wav)], input=b"posbridge", check=True, timeout=60)
     theirs, rate = read_wav(wav)
     ours = FskModulator("bell202", rate).modulate(b"posbridge")
+    theirs = theirs[:, 0]
     assert ours.shape == theirs.shape
     assert float(np.max(np.abs(ours - theirs))) < 0.02
