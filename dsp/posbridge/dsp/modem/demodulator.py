@@ -128,23 +128,19 @@ class _AsyncReceiver:
     def _read_character(self, zero: float, out: bytearray, predicted: bool = False) -> bool:
         """Read the 8N1 character whose start-bit crossing is near ``zero``; False if it does not frame.
 
-        The frame's soft evidence on a grid of +-1/4 bit around ``zero`` measures the timing error
-        (a predicted character whose evidence peaks clearly further out, up to +-1/2 bit, is not
-        there);
+        The frame's soft evidence on a grid of +-1/4 bit around ``zero`` measures the timing error;
         a character found from a crossing takes it whole, one ``predicted`` right after the last
         stop bit takes part of it (a timing loop that also learns the sender's bit period). In a
         predicted run one weak framing violation (a start or stop bit near zero) does not break
-        the run; a clear one, or two, does, and so does a clear timing peak outside +-1/4 bit (the
-        sender paused between characters). Acquiring from a crossing needs a clear mark before a
-        clear start bit, both with carrier.
+        the run; a clear one, or two, does, and so does evidence peaking clearly further out (up
+        to +-1/2 bit) with a start bit that is not clearly space (the sender paused). Acquiring
+        from a crossing needs a clear mark before a clear start bit, both with carrier.
         """
         d, q, base = self._decision, self._carrier, self._base
         candidates = np.rint(zero + self._grid).astype(np.int64) - base
         trial = d[candidates]
         score = (trial[:, 10] - trial[:, 1] + np.abs(trial[:, 2:10]).sum(axis=1)).tolist()
         inner = score[4:13]
-        if predicted and max(score) > self.pause_evidence * max(inner):
-            return False
         best = 4 + min(max(inner.index(max(inner)), 1), len(inner) - 2)
         left, middle, right = score[best - 1], score[best], score[best + 1]
         curvature = left - 2 * middle + right
@@ -157,7 +153,8 @@ class _AsyncReceiver:
         start, stop = values[1], values[10]
         weak = self.weak_framing * sum(abs(value) for value in data) / 8
         if predicted:
-            framed = (start < 0 and stop > -weak) or (stop > 0 and start < weak)
+            paused = max(score) > self.pause_evidence * max(inner) and start > -weak
+            framed = not paused and ((start < 0 and stop > -weak) or (stop > 0 and start < weak))
         else:
             framed = values[0] > weak and start < -weak and stop > 0
             framed = framed and min(carrier[0], carrier[1]) >= self.carrier_ratio
