@@ -15,6 +15,11 @@ they arrived (ciphertext + KSN).
 
 Every state change goes through :func:`~posbridge.host.queue.lifecycle.check_transition` and
 appends a row to the ``audit`` table, which triggers keep append-only.
+
+A capture writes as few pages as it can: transactions and audit rows are never deleted, so their
+rowids grow without ``AUTOINCREMENT`` (no ``sqlite_sequence`` page per commit), and WAL
+checkpoints run on a background connection (:mod:`~posbridge.host.queue.checkpointer`), never
+inside a capture's commit.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from posbridge.host.queue.capture import AccountHolder, CaptureRequest
+from posbridge.host.queue.checkpointer import (
+    CHECKPOINT_AFTER_COMMITS,
+    SAFETY_AUTOCHECKPOINT_PAGES,
+    BackgroundCheckpointer,
+)
 
 if TYPE_CHECKING:
     from posbridge.host.customers import CustomerRegistry
@@ -77,7 +87,7 @@ State = TransactionState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL UNIQUE,
     amount INTEGER NOT NULL,
     currency TEXT NOT NULL,
@@ -120,7 +130,7 @@ CREATE TRIGGER IF NOT EXISTS offline_enter AFTER UPDATE OF state ON transactions
     WHEN OLD.state NOT IN ('captured', 'forwarding') AND NEW.state IN ('captured', 'forwarding')
     BEGIN UPDATE offline_position SET count=count+1, total=total+NEW.amount WHERE id=1; END;
 CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
     at REAL NOT NULL,
     from_state TEXT,
@@ -317,6 +327,7 @@ class TransactionQueue:
         presence_retention_s: float = DAY_S,
         customers: CustomerRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        checkpoint_after_commits: int = CHECKPOINT_AFTER_COMMITS,
     ) -> None:
         self.path = Path(path)
         self.customers = customers
@@ -338,11 +349,13 @@ class TransactionQueue:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA secure_delete=ON")
             self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_AUTOCHECKPOINT_PAGES}")
             self._db.executescript(SCHEMA)
         except sqlite3.Error as error:
             raise QueueError(
                 f"cannot open the queue database {self.path}: {error}", path=str(self.path)
             ) from error
+        self.checkpointer = BackgroundCheckpointer(self.path, checkpoint_after_commits)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -352,7 +365,8 @@ class TransactionQueue:
         return f"sqlite:///{self.path}"
 
     def close(self) -> None:
-        """Checkpoint the WAL (TRUNCATE) and close the database."""
+        """Stop the background checkpoints, checkpoint the WAL (TRUNCATE) and close the database."""
+        self.checkpointer.close()
         with self._lock:
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -376,6 +390,7 @@ class TransactionQueue:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self.checkpointer.committed()
 
     def _audit(
         self, db: sqlite3.Connection, key: str, old: str | None, new: str, detail: str | None, now: float
@@ -465,55 +480,16 @@ class TransactionQueue:
             if request.encrypted is None
             else None
         )
-        duplicate_since = now - self.rules.duplicate_window_s
-        velocity_since = now - self.rules.velocity_window_s
-        alert: Alert | None = None
-        refusal: str | None = None
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    state, duplicate, recent, count, total = self._db.execute(
-                        _CAPTURE_LOOKUP,
-                        (
-                            key,
-                            request.amount,
-                            duplicate_since,
-                            velocity_since,
-                            card_id,
-                            min(duplicate_since, velocity_since),
-                        ),
-                    ).fetchone()
-                    if state is None:
-                        alert = static_alert or self._history_alert(
-                            request, key, masked, duplicate, recent, now
-                        )
-                        if alert is not None:
-                            if alert.needs_confirmation:
-                                self._db.execute("ROLLBACK")
-                            else:
-                                self._insert(
-                                    self._db, request, key, masked, None, State.REFUSED, alert.message, now
-                                )
-                                self._db.execute("COMMIT")
-                        else:
-                            refusal = offline_limit_refusal(
-                                self.limits, request.amount, request.currency, count, total
-                            )
-                            self._insert(
-                                self._db,
-                                request,
-                                key,
-                                masked,
-                                card_id,
-                                State.CAPTURED if refusal is None else State.REFUSED,
-                                refusal,
-                                now,
-                                sealed if refusal is None else None,
-                            )
-                            if refusal is None and request.source == "checkin":
-                                self._attach_presence(self._db, request, key)
-                            self._db.execute("COMMIT")
+                    state, alert, refusal = self._store_capture(
+                        request, key, card_id, static_alert, sealed, now
+                    )
+                    if state is None and (alert is None or not alert.needs_confirmation):
+                        self._db.execute("COMMIT")
+                        self.checkpointer.committed()
                     else:
                         self._db.execute("ROLLBACK")
                 except BaseException:
@@ -551,6 +527,50 @@ class TransactionQueue:
         if refusal is not None:
             raise CaptureRefused(refusal, reason=refusal, kind=kind, key=key)
         return transaction
+
+    def _store_capture(
+        self,
+        request: CaptureRequest,
+        key: str,
+        card_id: str,
+        static_alert: Alert | None,
+        sealed: SealedRecord | None,
+        now: float,
+    ) -> tuple[str | None, Alert | None, str | None]:
+        """Inside the capture transaction: ``(state of an existing key, alert, offline refusal)``.
+
+        A new key is inserted as captured, or as refused (hard rule or offline limit); a soft
+        alert the cashier has not confirmed inserts nothing.
+        """
+        duplicate_since = now - self.rules.duplicate_window_s
+        velocity_since = now - self.rules.velocity_window_s
+        state, duplicate, recent, count, total = self._db.execute(
+            _CAPTURE_LOOKUP,
+            (
+                key,
+                request.amount,
+                duplicate_since,
+                velocity_since,
+                card_id,
+                min(duplicate_since, velocity_since),
+            ),
+        ).fetchone()
+        if state is not None:
+            return state, None, None
+        masked = request.masked
+        alert = static_alert or self._history_alert(request, key, masked, duplicate, recent, now)
+        if alert is not None:
+            if not alert.needs_confirmation:
+                self._insert(self._db, request, key, masked, None, State.REFUSED, alert.message, now)
+            return None, alert, None
+        refusal = offline_limit_refusal(self.limits, request.amount, request.currency, count, total)
+        if refusal is not None:
+            self._insert(self._db, request, key, masked, card_id, State.REFUSED, refusal, now)
+        else:
+            self._insert(self._db, request, key, masked, card_id, State.CAPTURED, None, now, sealed)
+            if request.source == "checkin":
+                self._attach_presence(self._db, request, key)
+        return None, None, refusal
 
     def _already_captured(self, key: str) -> Transaction:
         """The transaction a repeated key names (:class:`CaptureRefused` again if it was refused)."""

@@ -1,0 +1,81 @@
+"""WAL checkpoints run on a background connection, not inside a capture's commit."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from posbridge.host.queue import TransactionQueue
+from posbridge.host.queue.checkpointer import SAFETY_AUTOCHECKPOINT_PAGES, BackgroundCheckpointer
+from posbridge.protocols.types import Card
+
+
+def _rows_in_database_file(queue: TransactionQueue, tmp_path: Path) -> int:
+    """Transactions already folded into the main database file (a copy read without its WAL)."""
+    copy = tmp_path / "folded.db"
+    shutil.copyfile(queue.path, copy)
+    raw = sqlite3.connect(copy)
+    try:
+        return int(raw.execute("SELECT COUNT(*) FROM transactions").fetchone()[0])
+    finally:
+        raw.close()
+
+
+def _wait_for(condition: Callable[[], bool], limit_s: float = 30.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_captures_reach_the_database_file_through_background_checkpoints(
+    make_queue: Callable[..., TransactionQueue], pans: Iterator[str], tmp_path: Path
+) -> None:
+    queue = make_queue(checkpoint_after_commits=5)
+    for index in range(12):
+        queue.capture(100 + index, "USD", Card(next(pans), "3012", "101"), keyed=True)
+    _wait_for(lambda: queue.checkpointer.count >= 2)
+    assert queue.checkpointer.count >= 2
+    assert _rows_in_database_file(queue, tmp_path) >= 10
+    assert queue._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == SAFETY_AUTOCHECKPOINT_PAGES
+
+
+def test_checkpointer_folds_the_wal_after_its_commit_count(tmp_path: Path) -> None:
+    path = tmp_path / "plain.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute("CREATE TABLE t(x)")
+    checkpointer = BackgroundCheckpointer(path, after_commits=3)
+    try:
+        for value in range(2):
+            db.execute("INSERT INTO t VALUES (?)", (value,))
+            checkpointer.committed()
+        assert checkpointer.count == 0
+        db.execute("INSERT INTO t VALUES (2)")
+        checkpointer.committed()
+        _wait_for(lambda: checkpointer.count == 1)
+    finally:
+        checkpointer.close()
+    assert checkpointer.count == 1
+    assert checkpointer.busy_s > 0
+    assert not checkpointer._thread.is_alive()
+    copy = tmp_path / "folded.db"
+    shutil.copyfile(path, copy)
+    raw = sqlite3.connect(copy)
+    assert raw.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 3
+    raw.close()
+    db.close()
+
+
+def test_close_stops_the_thread_and_truncates_the_wal(
+    make_queue: Callable[..., TransactionQueue], pans: Iterator[str]
+) -> None:
+    queue = make_queue()
+    queue.capture(100, "USD", Card(next(pans), "3012", "101"), keyed=True)
+    queue.close()
+    assert not queue.checkpointer._thread.is_alive()
+    wal = queue.path.with_name(queue.path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
