@@ -4,12 +4,14 @@ Both work on the exact sliding-window tone energies of :class:`~posbridge.dsp.mo
 (non-coherent matched filters, one symbol long), keep every piece of state explicitly, and make
 decisions only from sample values at absolute positions, so any block sizes give the same bytes.
 
-``bell202`` (Bell 202 / minimodem ``1200``): the soft decision is ``E_mark - E_space``; a start
-bit is a mark→space crossing of it, timed to a fraction of a sample; each character is then read
-at the ends of its ten bit windows, checked (mark before the start bit, start bit space, stop bit
-mark, carrier present: tone energy at least ``carrier_ratio`` of the window's full-band energy,
-before the start bit and on average) and kept or skipped. Clock
-recovery is per character, as in a UART, which follows a sender's crystal off by several percent.
+``bell202`` (Bell 202 / minimodem ``1200``): the soft decision is ``|C_mark| - |C_space|``. A
+run of characters is acquired at a mark→space crossing (timed to a fraction of a sample; a clear
+mark before a clear start bit, with carrier: tone energy at least ``carrier_ratio`` of the window's
+full-band energy); each character is read at the ends of its ten bit windows, its timing measured
+from the frame's soft evidence, and the next character predicted right after its stop bit by a
+second-order timing loop that learns the sender's bit period (so a crystal off by +-2 % is
+followed). Inside a run one weak framing violation is tolerated; a clear one, or a pause between
+characters, ends the run and the next crossing acquires again.
 
 ``fast``: carrier and symbol timing come from the dotting preamble (its fundamental at half the
 symbol rate gives the symbol phase, its phase drift the sender's clock error); symbols are then
