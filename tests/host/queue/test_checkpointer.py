@@ -1,4 +1,5 @@
-"""WAL checkpoints run on a background connection, not inside a capture's commit."""
+"""Storage upkeep: WAL checkpoints run on a background connection, not inside a capture's commit;
+new databases get small pages."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from posbridge.host.queue import TransactionQueue
+from posbridge.host.queue import DeviceKey, TransactionQueue
 from posbridge.host.queue.checkpointer import SAFETY_AUTOCHECKPOINT_PAGES, BackgroundCheckpointer
+from posbridge.host.queue.store import PAGE_SIZE
 from posbridge.protocols.types import Card
 
 
@@ -79,3 +81,20 @@ def test_close_stops_the_thread_and_truncates_the_wal(
     assert not queue.checkpointer._thread.is_alive()
     wal = queue.path.with_name(queue.path.name + "-wal")
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_new_database_uses_small_pages_and_an_old_one_keeps_its_own(
+    tmp_path: Path, device_key: DeviceKey
+) -> None:
+    fresh = TransactionQueue(tmp_path / "fresh.db", device_key=device_key)
+    assert fresh._db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    fresh.close()
+    old_path = tmp_path / "old.db"
+    old = sqlite3.connect(old_path)
+    old.execute("PRAGMA page_size=4096")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.close()
+    reopened = TransactionQueue(old_path, device_key=device_key)
+    assert reopened._db.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert reopened.offline_status().count == 0
+    reopened.close()

@@ -176,6 +176,11 @@ _INSERT_TRANSACTION = (
     " dukpt_scheme) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
+PAGE_SIZE = 2048
+"""Page size of a new queue database (an existing one keeps its own). A capture changes about
+seven pages, each a WAL frame written and synced at commit: 2 KiB frames hold a few rows each
+and made captures 10-15 % faster than 4 KiB ones on a fast disk (same speed on a slow one)."""
+
 FORWARDING_LEASE_S = 30.0
 """How long a claimed transaction is left to one forwarder before another may look it up."""
 
@@ -345,6 +350,7 @@ class TransactionQueue:
         self._alerts: collections.deque[Alert] = collections.deque(maxlen=200)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA secure_delete=ON")
