@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from posbridge.dsp.modem.demodulator import FskDemodulator
 from posbridge.dsp.modem.profiles import ModemProfile
 from posbridge.protocols.emv import chip_read_from_tlv
-from posbridge.protocols.errors import FrameError, TlvError
+from posbridge.protocols.errors import FrameError
 from posbridge.protocols.link import ChipMessage, DecoderStats, Frame, FrameDecoder, MessageType
 from posbridge.protocols.types import ChipRead
 
@@ -55,4 +55,4 @@ def chip_read_of(frame: Frame) -> ChipRead | None:
     return chip_read_from_tlv(message.tlv)
 
 
-__all__ = ["ModemFrameReceiver", "TlvError", "chip_read_of"]
+__all__ = ["ModemFrameReceiver", "chip_read_of"]

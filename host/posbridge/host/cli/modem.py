@@ -20,7 +20,6 @@ from posbridge.host.cli._output import add_output_options, emit_json, emit_line
 from posbridge.protocols.errors import UsageError
 
 if TYPE_CHECKING:
-    from posbridge.dsp.modem.frames import ModemFrameReceiver
     from posbridge.protocols.errors import FrameError
     from posbridge.protocols.link import Frame
 
@@ -157,6 +156,3 @@ def _report(results: list[Frame | FrameError], args: argparse.Namespace) -> None
         if "error" in record:
             line += f": bad EMV data ({record['error']})"
         emit_line(line)
-
-
-__all__ = ["COMMAND", "HELP", "ModemFrameReceiver", "register", "run"]
