@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from posbridge.hardware.audio import decode_wav, encode_wav, read_raw, read_wav, sample_format, write_wav
 from posbridge.protocols.errors import AudioFormatError
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[2] / "dsp" / "fixtures" / "metrocard"
 
 # Quantisation step of each encoding: a round trip must come back within half of it.
 STEPS = {
