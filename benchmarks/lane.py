@@ -15,20 +15,15 @@ Prints median and 95th percentile in milliseconds. Figures, never assertions.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
 from pathlib import Path
 
-# benchmarks/queue.py would shadow the standard library's queue module that asyncio's threads use
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).parent.resolve()]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import aiohttp  # noqa: E402
-from posbridge.host.cli.demo import DemoShop  # noqa: E402
+import aiohttp
+from posbridge.host.cli.demo import DemoShop
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -9,29 +9,24 @@ with the dongle's outbox and KSN counter on disk (fsync included in the latency)
 
 from __future__ import annotations
 
-import sys
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-# benchmarks/ holds modules named like the standard library's (queue.py); keep them off sys.path.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).parent.resolve()]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-
-from posbridge.firmware.dongle import Dongle, DongleSettings  # noqa: E402
-from posbridge.firmware.keystore import KsnCounter, provision  # noqa: E402
-from posbridge.firmware.outbox import Outbox  # noqa: E402
-from posbridge.hardware.link import NullModem  # noqa: E402
-from posbridge.host.dongle import DongleSwipe, SerialDongle  # noqa: E402
-from posbridge.protocols import dukpt, link  # noqa: E402
-from posbridge.protocols.cards import generate_test_pan  # noqa: E402
-from posbridge.protocols.types import MaskedCard, Swipe, Track, TrackFormat  # noqa: E402
+from posbridge.firmware.dongle import Dongle, DongleSettings
+from posbridge.firmware.keystore import KsnCounter, provision
+from posbridge.firmware.outbox import Outbox
+from posbridge.hardware.link import NullModem
+from posbridge.host.dongle import DongleSwipe, SerialDongle
+from posbridge.protocols import dukpt, link
+from posbridge.protocols.cards import generate_test_pan
+from posbridge.protocols.types import MaskedCard, Swipe, Track, TrackFormat
 
 BDK = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
 KEY_ID = bytes.fromhex("1234567890123456")
