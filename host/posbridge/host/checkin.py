@@ -21,10 +21,18 @@ for "farther than ``counter_exit_m``" reaches ``check_out_evidence``, or when it
 ``gone_timeout_s``. The distance reported with an event comes from an exponentially time-weighted
 mean of RSSI (time constant ``time_constant_s``, deep fades clipped at ``fade_clip_db``).
 
+A second way in uses approach dynamics (:meth:`CheckInTracker._rose`): a beacon whose recent
+packets stand ``rise_db`` above its own smoothed level ``rise_delay_s`` earlier, and clearly above
+what a beacon ``shop_m`` away could show, checks in too. The 1 m power's calibration error cancels
+in that difference, which is what lets a slow, noisy advertiser check in within seconds of walking
+up. (``benchmarks/checkin_misses.py`` shows why levels alone cannot: with each beacon's noise
+level known, the best level-only rule that keeps every far person out is on time in ~96 % of the
+benchmark's visits.)
+
 Privacy: only registered beacons (or every beacon with ``any_beacon=True``) are tracked; an
-unregistered advertisement leaves no trace. State is a few running sums in memory, forgotten on
-timeout; no RSSI history is kept or written anywhere; only check-in and check-out transitions
-leave the tracker.
+unregistered advertisement leaves no trace. State is a few running sums and the last few seconds
+of levels in memory, forgotten on timeout; no RSSI history is written anywhere; only check-in and
+check-out transitions leave the tracker.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -65,6 +74,13 @@ class CheckInSettings:
     time_constant_s: float = 2.5
     path_loss_exponent: float = 2.0
     fade_clip_db: float = 10.0
+    shop_m: float = 3.5
+    power_tolerance_db: float = 3.0
+    rise_db: float = 19.0
+    rise_score: float = 2.5
+    rise_noise_db: float = 4.5
+    rise_window_s: float = 5.0
+    rise_delay_s: float = 6.0
 
     def __post_init__(self) -> None:
         if not 0 < self.counter_enter_m < self.counter_exit_m:
@@ -72,7 +88,7 @@ class CheckInSettings:
         positive = (self.evidence_scale_db, self.clip_low, self.clip_high, self.check_in_evidence,
                     self.check_out_evidence, self.memory_s, self.gone_timeout_s, self.time_constant_s,
                     self.path_loss_exponent)  # fmt: skip
-        if min(positive) <= 0:
+        if min(positive) <= 0 or self.rise_db <= 0 or self.shop_m <= self.counter_enter_m:
             raise ValueError(
                 "scales, clips, evidence thresholds, times and the path-loss exponent must be positive"
             )
@@ -86,9 +102,11 @@ class _Track:
         "customer",
         "evidence",
         "evidence_since",
+        "history",
         "last_t",
         "packets",
         "power_1m",
+        "recent",
         "s0",
         "s1",
         "zone",
@@ -105,6 +123,8 @@ class _Track:
         self.power_1m = -59
         self.s0 = 0.0
         self.s1 = 0.0
+        self.recent: deque[tuple[float, float]] = deque()
+        self.history: deque[tuple[float, float]] = deque()
 
 
 class CheckInTracker:
@@ -132,6 +152,7 @@ class CheckInTracker:
         s = self.settings
         self._enter_level = -10 * s.path_loss_exponent * math.log10(s.counter_enter_m)
         self._exit_level = -10 * s.path_loss_exponent * math.log10(s.counter_exit_m)
+        self._shop_level = -10 * s.path_loss_exponent * math.log10(s.shop_m) + s.power_tolerance_db
 
     def zones(self) -> dict[BeaconId, Zone]:
         """The current zone of every beacon being tracked."""
@@ -143,8 +164,10 @@ class CheckInTracker:
         return None if track is None or track.s0 == 0 else self._distance(track)
 
     def _distance(self, track: _Track) -> float:
-        exponent = (track.power_1m - track.s1 / track.s0) / (10 * self.settings.path_loss_exponent)
-        return round(10**exponent, 2)
+        return self._distance_at(track.s1 / track.s0 - track.power_1m)
+
+    def _distance_at(self, relative: float) -> float:
+        return round(10 ** (-relative / (10 * self.settings.path_loss_exponent)), 2)
 
     def observe(self, sighting: Sighting) -> list[PresenceEvent]:
         """Update with one sighting; returns the transitions it causes (usually none)."""
@@ -195,7 +218,8 @@ class CheckInTracker:
         if previous == 0.0:
             track.evidence_since, track.packets = t, 0
         track.packets += 1
-        if (
+        risen_to = None if track.zone is Zone.COUNTER else self._rose(track, t, relative)
+        if risen_to is None and (
             track.evidence < threshold
             or t - track.evidence_since < s.dwell_s
             or track.packets < s.min_packets
@@ -206,7 +230,48 @@ class CheckInTracker:
             track.zone = Zone.SHOP
             return CheckOut(t, track.beacon, track.customer, Zone.SHOP, self._distance(track))
         track.zone = Zone.COUNTER
-        return CheckIn(t, track.beacon, track.customer, Zone.COUNTER, self._distance(track))
+        distance = self._distance(track) if risen_to is None else self._distance_at(risen_to)
+        return CheckIn(t, track.beacon, track.customer, Zone.COUNTER, distance)
+
+    def _rose(self, track: _Track, t: float, relative: float) -> float | None:
+        """Approach dynamics: has the beacon just risen ``rise_db`` above its own earlier level?
+
+        Compares the mean relative level of the packets of the last ``rise_window_s`` (any run of
+        the newest ``min_packets`` or more) with the beacon's own smoothed level ``rise_delay_s``
+        earlier (sampled once a second); the calibration error of the 1 m power cancels in the
+        difference. The run must also stand ``rise_score`` noise-weighted sigmas (``rise_noise_db``
+        per packet) above the level of a beacon ``shop_m`` away whose 1 m power is
+        ``power_tolerance_db`` too low. Someone walking up to the counter from the door rises
+        ~20 dB; someone crossing the shop floor 3.5 m or more away at most ~9 dB. Returns the
+        run's mean relative level (dB) when it has risen, else None.
+        """
+        s = self.settings
+        if s.rise_db == math.inf:
+            return None
+        own = track.s1 / track.s0 - track.power_1m
+        history = track.history
+        if not history or t - history[-1][0] >= 1.0:
+            history.append((t, own))
+        while len(history) > 1 and history[1][0] <= t - s.rise_delay_s:
+            history.popleft()
+        recent = track.recent
+        recent.append((t, relative))
+        while recent[0][0] < t - s.rise_window_s:
+            recent.popleft()
+        if history[0][0] > t - s.rise_delay_s + 1.0:
+            return None
+        before = history[0][1]
+        needed = s.rise_score * s.rise_noise_db
+        total = 0.0
+        for n, (_, level) in enumerate(reversed(recent), start=1):
+            total += level
+            if (
+                n >= s.min_packets
+                and total - n * self._shop_level >= needed * math.sqrt(n)
+                and total / n - before >= s.rise_db
+            ):
+                return total / n
+        return None
 
     def expire(self, now: float) -> list[PresenceEvent]:
         """Forget beacons unseen for ``gone_timeout_s``; check out those that were at the counter.

@@ -200,3 +200,37 @@ def test_any_sequence_of_sightings_gives_alternating_events_per_beacon(
     assert [event.t for event in events if event.zone is not Zone.GONE] == sorted(
         event.t for event in events if event.zone is not Zone.GONE
     )
+
+
+def sightings_at_levels(levels: list[tuple[float, int]], minor: int = 30) -> list[Sighting]:
+    """One packet per ``(t, relative level dB)`` from a beacon advertising -59 dBm at 1 m."""
+    frame = ibeacon(minor)
+    return [
+        Sighting(build_advertisement([frame], t=t, address="AA:01", rssi=-59 + level), (frame,))
+        for t, level in levels
+    ]
+
+
+def first_check_in(settings: CheckInSettings | None, sightings: list[Sighting]) -> float | None:
+    tracker = CheckInTracker(any_beacon=True, settings=settings)
+    events = [event for sighting in sightings for event in tracker.observe(sighting)]
+    return next((event.t for event in events if isinstance(event, CheckIn)), None)
+
+
+def test_walking_up_checks_a_slow_noisy_beacon_in_sooner_than_its_level_alone() -> None:
+    import math
+
+    approach = [(float(t), -25) for t in range(12)]
+    at_counter = [(12.0 + 1.5 * k, -4 if k % 2 else 0) for k in range(12)]
+    sightings = sightings_at_levels(approach + at_counter)
+    with_rise = first_check_in(None, sightings)
+    levels_only = first_check_in(CheckInSettings(rise_db=math.inf), sightings)
+    assert with_rise is not None
+    assert levels_only is not None
+    assert with_rise <= 12.0 + 3.0 < levels_only
+
+
+def test_a_rise_that_stays_below_the_counter_level_does_not_check_in() -> None:
+    far_away = [(float(t), -35) for t in range(12)]
+    shop_floor = [(12.0 + 0.5 * k, -9 + (3 if k % 2 else -3)) for k in range(120)]
+    assert first_check_in(None, sightings_at_levels(far_away + shop_floor)) is None
