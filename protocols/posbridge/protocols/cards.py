@@ -37,16 +37,14 @@ _BRAND_RANGES: tuple[tuple[str, int, int, int], ...] = (
 )
 
 
+_DOUBLED_DIGIT = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
 def luhn_check_digit(payload: str) -> str:
     """Return the Luhn check digit for ``payload`` (digits without the check digit)."""
-    total = 0
-    for index, char in enumerate(reversed(payload)):
-        digit = ord(char) - 48
-        if index % 2 == 0:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
+    digits = [ord(char) - 48 for char in payload]
+    doubled = sum(_DOUBLED_DIGIT[digit] for digit in digits[-1::-2])
+    total = doubled + sum(digits[-2::-2])
     return str((10 - total % 10) % 10)
 
 
@@ -57,14 +55,26 @@ def luhn_valid(pan: str) -> bool:
     return luhn_check_digit(pan[:-1]) == pan[-1]
 
 
+def _brand_table() -> dict[str, str]:
+    """Every prefix of the BIN ranges mapped to its brand (a longer prefix wins)."""
+    table: dict[str, str] = {}
+    for brand, low, high, _length in sorted(_BRAND_RANGES, key=lambda entry: entry[3]):
+        for prefix in range(low, high + 1):
+            table[str(prefix)] = brand
+    return table
+
+
+_BRAND_BY_PREFIX = _brand_table()
+_PREFIX_LENGTHS = sorted({length for *_, length in _BRAND_RANGES}, reverse=True)
+
+
 def card_brand(pan: str) -> str:
     """The card network for a PAN by its leading digits, or ``"unknown"``."""
-    best, best_length = "unknown", 0
-    for brand, low, high, length in _BRAND_RANGES:
-        prefix = pan[:length]
-        if len(prefix) == length and prefix.isdigit() and low <= int(prefix) <= high and length > best_length:
-            best, best_length = brand, length
-    return best
+    for length in _PREFIX_LENGTHS:
+        brand = _BRAND_BY_PREFIX.get(pan[:length]) if len(pan) >= length else None
+        if brand is not None:
+            return brand
+    return "unknown"
 
 
 def mask_pan(pan: str) -> str:
