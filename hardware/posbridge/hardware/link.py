@@ -25,11 +25,10 @@ import os
 import random
 import threading
 import time
-from types import TracebackType
-from typing import Self
 from urllib.parse import parse_qsl
 
 import serial
+from posbridge.hardware._resource import ClosingResource
 from posbridge.protocols.errors import (
     DeviceDisconnected,
     DeviceError,
@@ -42,7 +41,7 @@ DEFAULT_READ_TIMEOUT_S = 0.05
 BITS_PER_BYTE = 10
 
 
-class Link(abc.ABC):
+class Link(ClosingResource, abc.ABC):
     """A byte pipe to the dongle (or to the host, from the dongle's side).
 
     ``read`` returns what has arrived, waiting at most ``read_timeout`` seconds for the first byte
@@ -56,7 +55,6 @@ class Link(abc.ABC):
         self.read_timeout = read_timeout
         self.bytes_written = 0
         self.bytes_read = 0
-        self.closed = False
         self._write_lock = threading.Lock()
 
     @abc.abstractmethod
@@ -67,10 +65,7 @@ class Link(abc.ABC):
     def _read(self, max_bytes: int) -> bytes:
         """Hook: up to ``max_bytes`` received bytes, waiting at most ``read_timeout`` for the first."""
 
-    def _close(self) -> None:  # noqa: B027 - optional hook
-        """Hook: release the backend's resources."""
-
-    def wake(self) -> None:  # noqa: B027 - optional hook
+    def wake(self) -> None:
         """Make a ``read`` blocked in another thread return early (if the backend can)."""
 
     def write(self, data: bytes) -> None:
@@ -89,19 +84,6 @@ class Link(abc.ABC):
         self.bytes_read += len(data)
         return data
 
-    def close(self) -> None:
-        """Close the link; closing twice is harmless."""
-        if not self.closed:
-            self.closed = True
-            self._close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
@@ -304,7 +286,7 @@ def open_link(
     return SerialLink(target, baudrate=baudrate, read_timeout=read_timeout)
 
 
-class NullModem:
+class NullModem(ClosingResource):
     """A virtual null-modem cable: two pseudo-terminals whose traffic is relayed both ways.
 
     Open :attr:`paths` ``[0]`` and ``[1]`` with :func:`open_link` (real pyserial on both ends), one
@@ -362,21 +344,11 @@ class NullModem:
                 written = 0
             self.overruns += len(data) - written
 
-    def close(self) -> None:
+    def _close(self) -> None:
         """Stop relaying and close both pseudo-terminals."""
-        if self._stop.is_set():
-            return
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=2)
         for descriptor in self._fds:
             with contextlib.suppress(OSError):
                 os.close(descriptor)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -19,12 +19,12 @@ import abc
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import numpy as np
 from numpy.typing import NDArray
+from posbridge.hardware._resource import ClosingResource
 from posbridge.protocols.errors import DeviceError, UsageError
 
 
@@ -47,7 +47,7 @@ class AudioBlock:
         return int(self.samples.shape[0])
 
 
-class AudioSource(abc.ABC):
+class AudioSource(ClosingResource, abc.ABC):
     """A stream of audio blocks from one input; use :func:`open_audio` to make one.
 
     Iterate it (or call :meth:`read` until it returns ``None``) to get :class:`AudioBlock` s;
@@ -64,7 +64,6 @@ class AudioSource(abc.ABC):
         self.channels = int(channels)
         self.overruns = 0
         self.frames_read = 0
-        self.closed = False
         self._started_at: float | None = None
         self._captured_at: float | None = None  # a backend that knows when its block arrived sets this
 
@@ -80,9 +79,6 @@ class AudioSource(abc.ABC):
         A backend that knows when the frames were captured sets ``self._captured_at``
         (``time.monotonic()`` seconds); otherwise the block is stamped when the hook returns.
         """
-
-    def _close(self) -> None:  # noqa: B027 - optional hook
-        """Hook: release the backend's resources."""
 
     def read(self) -> AudioBlock | None:
         """The next block, or ``None`` when the stream has ended."""
@@ -115,19 +111,6 @@ class AudioSource(abc.ABC):
         if delay > 0:
             time.sleep(delay)
 
-    def close(self) -> None:
-        """Close the input; closing twice is harmless."""
-        if not self.closed:
-            self.closed = True
-            self._close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} {self.rate} Hz x{self.channels}>"
