@@ -11,6 +11,11 @@ Exactly once comes from three rules working together:
 3. Answers are applied through the lifecycle state machine; an answer delivered twice is
    applied once.
 
+The running forwarder (:meth:`Forwarder.run`) wakes as soon as the queue announces a capture
+(its ``"transaction"`` events for payments in state ``captured``, which also cover a retry), and
+otherwise when the earliest deferred payment falls due; the poll interval is only a slow
+fallback for captures written by another process and for leases left by a crashed one.
+
 Failures back off exponentially with full jitter (AWS Architecture Blog, "Exponential Backoff
 and Jitter"); a circuit breaker (closed -> open after ``failure_threshold`` consecutive
 failures -> half-open after ``reset_after_s``) stops hammering a processor that is down; and
@@ -31,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from posbridge.host.queue import OutboundPayment, ProcessorAnswer, TransactionQueue
+from posbridge.host.queue import OutboundPayment, ProcessorAnswer, QueueEvent, TransactionQueue
 from posbridge.protocols.errors import ProcessorRejected, ProcessorUnavailable
 from posbridge.protocols.types import Transaction, TransactionState
 
@@ -100,13 +105,15 @@ class CircuitBreaker:
 
 @dataclass
 class ForwardReport:
-    """What one forwarding pass did: keys by outcome; ``expired`` are payments held too long."""
+    """What one forwarding pass did: keys by outcome; ``expired`` are payments held too long;
+    ``retry_in_s`` is the shortest backoff among the deferred payments (None when none was deferred)."""
 
     approved: list[str] = field(default_factory=list)
     declined: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     expired: list[Transaction] = field(default_factory=list)
+    retry_in_s: float | None = None
 
     @property
     def answered(self) -> int:
@@ -120,6 +127,10 @@ class ForwardReport:
         self.failed += other.failed
         self.deferred += other.deferred
         self.expired += other.expired
+        if other.retry_in_s is not None:
+            self.retry_in_s = (
+                other.retry_in_s if self.retry_in_s is None else min(self.retry_in_s, other.retry_in_s)
+            )
 
     def to_json(self) -> dict[str, Any]:
         """Counts as a JSON-ready dict (expired keys listed)."""
@@ -223,9 +234,10 @@ class Forwarder:
     """Forwards a :class:`TransactionQueue` to a processor, ``concurrency`` requests at a time.
 
     ``batch`` payments are claimed per commit. ``stagger_s`` bounds the random delay before the
-    first pass and before each reconnect after the circuit opened. ``lease_s`` is how long a
-    claimed payment is left to this forwarder before a later pass (or another forwarder, after a
-    crash) looks it up at the processor.
+    first pass and before each reconnect after the circuit opened. :meth:`run` wakes on each new
+    capture; ``poll_s`` is only its fallback interval (captures by another process, expired
+    leases). ``lease_s`` is how long a claimed payment is left to this forwarder before a later
+    pass (or another forwarder, after a crash) looks it up at the processor. All times in seconds.
     """
 
     def __init__(
@@ -239,7 +251,7 @@ class Forwarder:
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         stagger_s: float = 1.0,
-        poll_s: float = 0.5,
+        poll_s: float = 1.0,
         lease_s: float = 30.0,
         rng: random.Random | None = None,
     ) -> None:
@@ -325,6 +337,8 @@ class Forwarder:
         report.expired += self.queue.mark_expired(expired)
         for delay, keys in deferred.items():
             self.queue.defer(keys, delay, "processor unavailable")
+        if deferred:
+            report.retry_in_s = min(deferred)
         for answer in answers:
             {TransactionState.APPROVED: report.approved, TransactionState.DECLINED: report.declined}.get(
                 answer.status, report.failed
@@ -344,23 +358,53 @@ class Forwarder:
     async def run(
         self, stop: asyncio.Event | None = None, on_report: Callable[[ForwardReport], None] | None = None
     ) -> None:
-        """Forward until ``stop`` is set: poll, back off while the circuit is open, stagger reconnects."""
+        """Forward until ``stop`` is set: wake on each capture (or when a deferred payment falls due,
+        or every ``poll_s`` at the latest), back off while the circuit is open, stagger reconnects."""
         stop = stop or asyncio.Event()
-        await self._sleep(stop, self.rng.uniform(0.0, self.stagger_s))
-        while not stop.is_set():
-            report = await self.forward_once()
-            if on_report is not None and (
-                report.answered or report.failed or report.expired or report.deferred
-            ):
-                on_report(report)
-            if not self.breaker.allow():
-                wait = self.breaker.seconds_until_half_open() + self.rng.uniform(0.0, self.stagger_s)
-                log.warning("processor unavailable; circuit open, next try in %.1f s", wait)
-                await self._sleep(stop, wait)
-            elif not (report.answered or report.failed):
-                await self._sleep(stop, self.poll_s)
+        captured = asyncio.Event()
+
+        def on_event(event: QueueEvent) -> None:
+            if event.transaction is not None and event.transaction.state is TransactionState.CAPTURED:
+                captured.set()
+
+        unsubscribe = self.queue.subscribe(on_event)
+        loop = asyncio.get_running_loop()
+        retry_at: float | None = None
+        try:
+            await self._sleep(stop, self.rng.uniform(0.0, self.stagger_s))
+            while not stop.is_set():
+                captured.clear()
+                if retry_at is not None and loop.time() >= retry_at:
+                    retry_at = None
+                report = await self.forward_once()
+                if report.retry_in_s is not None:
+                    due = loop.time() + report.retry_in_s
+                    retry_at = due if retry_at is None else min(retry_at, due)
+                if on_report is not None and (
+                    report.answered or report.failed or report.expired or report.deferred
+                ):
+                    on_report(report)
+                if not self.breaker.allow():
+                    wait = self.breaker.seconds_until_half_open() + self.rng.uniform(0.0, self.stagger_s)
+                    log.warning("processor unavailable; circuit open, next try in %.1f s", wait)
+                    await self._sleep(stop, wait)
+                elif not (report.answered or report.failed):
+                    wait = self.poll_s if retry_at is None else min(self.poll_s, retry_at - loop.time())
+                    await self._wait_for_capture(stop, captured, max(wait, 0.0))
+        finally:
+            unsubscribe()
 
     @staticmethod
     async def _sleep(stop: asyncio.Event, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+    @staticmethod
+    async def _wait_for_capture(stop: asyncio.Event, captured: asyncio.Event, seconds: float) -> None:
+        """Return when ``stop`` or ``captured`` is set, or after ``seconds``."""
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(captured.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()

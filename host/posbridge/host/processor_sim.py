@@ -1,8 +1,9 @@
 """A payment processor stand-in on loopback HTTP, for tests, benchmarks and the demo (issue 7, §8).
 
-It holds a test BDK (the ANSI X9.24-3-2017 Annex B AES-128 vector BDK), decrypts DUKPT payloads,
-approves or declines by rules, charges customer account tokens (pay by check-in), and can be
-told to misbehave. It is idempotent on the key: a key is charged at most once, whatever arrives.
+It holds a test BDK (the ANSI X9.24-3-2017 Annex B AES-128 vector BDK), decrypts DUKPT payloads
+(packed tracks: Track 1, Track 2 or both, parsed as ISO/IEC 7813 format B), approves or declines
+by rules, charges customer account tokens (pay by check-in), and can be told to misbehave. It is
+idempotent on the key: a key is charged at most once, whatever arrives.
 
 HTTP API (JSON bodies; amounts in minor units)::
 
@@ -50,7 +51,9 @@ from aiohttp import web
 from posbridge.host.queue.capture import card_from_track2
 from posbridge.host.queue.rules import card_expired
 from posbridge.protocols.cards import luhn_valid, mask_pan
+from posbridge.protocols.dukpt import decrypt_tracks
 from posbridge.protocols.errors import CryptoError, ParseError, UsageError
+from posbridge.protocols.magstripe import card_from_tracks
 from posbridge.protocols.types import EncryptedCardData, MaskedCard
 
 log = logging.getLogger("posbridge.processor_sim")
@@ -182,18 +185,14 @@ class ProcessorSim:
         if "dukpt" in body:
             payload = body["dukpt"]
             try:
-                from posbridge.protocols.dukpt import decrypt_tracks
-
                 encrypted = EncryptedCardData(
                     bytes.fromhex(payload["ksn"]),
                     bytes.fromhex(payload["ciphertext"]),
                     MaskedCard("", "", 0, "unknown"),
                     str(payload.get("scheme", "aes128")),
                 )
-                tracks = decrypt_tracks(self._bdk, encrypted)
-                track2 = next(track.text for track in tracks if track.number == 2)
-                card = card_from_track2(track2)
-            except (CryptoError, ParseError, KeyError, StopIteration, TypeError, ValueError):
+                card = card_from_tracks(decrypt_tracks(self._bdk, encrypted))
+            except (CryptoError, ParseError, KeyError, TypeError, ValueError):
                 return None, None, "cannot decrypt card data"
             return card.pan, card.expiry, None
         card_body = body.get("card")

@@ -151,6 +151,30 @@ async def test_dukpt_payload_is_decrypted_by_the_processor(
     assert processor.records["good"].masked_pan == card.masked.masked_pan
 
 
+@pytest.mark.parametrize("present", ["track1", "track2", "both"])
+async def test_dukpt_payload_with_any_track_present_is_approved(
+    present: str, queue: TransactionQueue, pans: Iterator[str], sim: Sim
+) -> None:
+    processor, url = sim
+    pan = next(pans)
+    card = Card(pan, "3012", "101")
+    ksn = bytes.fromhex("123456789012345600000002")
+    track1 = Track(1, TrackFormat.ALPHA, f"B{pan}^TEST/CARDHOLDER^3012101000000")
+    track2 = Track(2, TrackFormat.BCD, f"{pan}=3012101000")
+    tracks = {"track1": (track1,), "track2": (track2,), "both": (track1, track2)}[present]
+    initial_key = derive_aes_initial_key(TEST_BDK, ksn[:8])
+    expired_track1 = Track(1, TrackFormat.ALPHA, f"B{next(pans)}^TEST/CARDHOLDER^1901101000000")
+    queue.capture(700, "USD", encrypt_tracks(initial_key, ksn, tracks, card.masked), key="swipe")
+    queue.capture(
+        701, "USD", encrypt_tracks(initial_key, ksn[:-1] + b"\x03", (expired_track1,), card.masked), key="old"
+    )
+    async with _forwarder(queue, url) as forwarder:
+        await forwarder.drain()
+    assert queue.get("swipe").state is State.APPROVED
+    assert processor.records["swipe"].masked_pan == card.masked.masked_pan
+    assert (queue.get("old").state, queue.get("old").reason) == (State.DECLINED, "expired card")
+
+
 async def test_pay_by_check_in_charges_the_account(queue: TransactionQueue, sim: Sim) -> None:
     processor, url = sim
     beacon = BeaconId("ibeacon:f7826da6-4fa2-4e98-8024-bc5b71e0893e:1:7")
