@@ -4,8 +4,10 @@ Generates a corpus of synthesized swipes (posbridge.dsp.synth) in three classes 
 recording with :func:`posbridge.dsp.detector.decode_recording` (squelch + F2F decode, the path
 ``posbridge decode`` takes), then prints:
 
-- success rate by class, SNR, mean speed, sample rate and track (a track counts as decoded when a
-  swipe holds a track with exactly the synthesized text);
+- success rate by class, SNR, mean speed, sample rate and track (a recording counts as decoded
+  only when it yields exactly one swipe holding exactly the synthesized track: a missing, extra or
+  duplicate swipe is a failure);
+- extra swipes: recordings of one swipe that yielded more than one;
 - wrong tracks: a track reported valid whose text differs from what was recorded (target 0);
 - noise-only recordings (hiss, hum, clicks, tones, a plug-in thump): tracks claimed (target 0);
 - Track 1 at 3.5 samples per bit cell (150 cm/s at 44.1 kHz);
@@ -252,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tallies: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     wrong = 0
+    extra_swipes = 0
     failures: list[str] = []
     audio_seconds = 0.0
     cpu_seconds = 0.0
@@ -262,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         cpu_seconds += time.process_time() - started
         audio_seconds += samples.shape[0] / case.params.rate
         texts = [track.text for swipe in swipes for track in swipe.tracks]
-        ok = case.text in texts
+        ok = len(swipes) == 1 and texts == [case.text]
+        extra_swipes += len(swipes) > 1
         wrong += sum(1 for text in texts if text != case.text)
         p = case.params
         keys = {
@@ -279,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         if not ok and len(failures) < 12:
             failures.append(
                 f"  {case.group} {case.fmt} rate={p.rate:g} speed={p.speed_cm_s:.0f} ramp={p.speed_ramp:.2f} "
-                f"wobble={p.wobble:.2f} snr={p.snr_db} hum={p.hum_db} clip={p.clip_level} reverse={p.reverse}"
+                f"wobble={p.wobble:.2f} snr={p.snr_db} hum={p.hum_db} clip={p.clip_level} "
+                f"reverse={p.reverse} swipes={len(swipes)}"
             )
 
     print(f"posbridge decode benchmark (seed {args.seed}, {count} cases per class)\n")
@@ -291,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key:<32} {good:>5}/{total:<5} {100 * good / total:6.2f} %")
         print()
     print(f"wrong tracks reported valid: {wrong}")
+    print(f"recordings of one swipe that gave more than one swipe (counted as failures): {extra_swipes}")
 
     claims = 0
     noise_audio = 0.0

@@ -15,9 +15,12 @@ How it works, per channel, in frames of 4 ms:
 - A swipe opens when a channel's level is ``open_db`` above its floor and closes after
   ``hangover_s`` below ``close_db`` above that floor (hysteresis) or ``release_db`` below the
   swipe's loudest frame (so a room that got noisier during the swipe cannot hold it open), or
-  after ``max_swipe_s``.
+  after ``max_swipe_s``. The hangover frames that closed a swipe count as idle; when they sit
+  above the close threshold (the release closed it: the room got louder during the swipe) the
+  floor restarts from them, so that louder room cannot reopen the squelch at once.
 - A ring buffer keeps ``pre_roll_s`` of audio so leading clocking zeros recorded before the level
-  rose are decoded too; memory is bounded while idle. Idle frames are handled in vectorised
+  rose are decoded too, but never reaches back into an already emitted swipe (one pass of a card
+  gives one swipe); memory is bounded while idle. Idle frames are handled in vectorised
   blocks, so an idle stream costs little CPU.
 - A closed segment is decoded per channel with :func:`posbridge.dsp.f2f.decode_segment`; the
   tracks of all channels make one swipe (two heads on L/R read two tracks of one card).
@@ -112,6 +115,7 @@ class SwipeDetector:
         self._quiet_frames = 0
         self._floor_at_open = np.zeros(channels)
         self._peak_level = np.zeros(channels)
+        self._emitted_until = 0  # end sample of the last emitted swipe: later pre-roll stops there
 
     @property
     def buffered_samples(self) -> int:
@@ -253,15 +257,26 @@ class SwipeDetector:
                     if self._quiet_frames >= self._hangover or too_long:
                         active_end = (self._last_active_frame + 1) * self._frame
                         end_sample = min(active_end + self._post_roll, self._samples_seen)
+                        recent = np.concatenate((history_before, levels[:index]))
                         if too_long:
                             end_sample = (frame + 1) * self._frame
-                            recent = np.concatenate((history_before, levels[:index]))
                             self._idle_levels = recent[-self._floor_frames :]
+                        else:
+                            self._restart_floor(recent[-self._quiet_frames :])
                         swipe = self._close(end_sample, active_end)
                         if swipe is not None:
                             swipes.append(swipe)
                         break
         return swipes
+
+    def _restart_floor(self, quiet: NDArray[np.float64]) -> None:
+        """Count the hangover frames that closed a swipe as idle. If they sit above the close
+        threshold (the release closed the swipe: the room got louder during it), the floor restarts
+        from them, so the same louder room cannot reopen the squelch at once."""
+        if np.any(quiet.min(axis=0) > self._floor_at_open * self._close_ratio):
+            self._idle_levels = quiet[-self._floor_frames :]
+        else:
+            self._remember_idle(quiet)
 
     def _remember_idle(self, levels: NDArray[np.float64]) -> None:
         if levels.shape[0]:
@@ -285,7 +300,7 @@ class SwipeDetector:
     def _close(self, end_sample: int, active_end_sample: int) -> Swipe | None:
         assert self._open_frame is not None
         active_start_sample = self._open_frame * self._frame
-        start_sample = max(active_start_sample - self._pre_roll, self._audio_start)
+        start_sample = max(active_start_sample - self._pre_roll, self._audio_start, self._emitted_until)
         segment = self._audio[start_sample - self._audio_start : end_sample - self._audio_start]
         self._open_frame = None
         self._quiet_frames = 0
@@ -307,6 +322,7 @@ class SwipeDetector:
         self._trim_idle_audio()
         if not tracks and not (self.tuning.keep_undecoded and self._has_f2f(segment)):
             return None
+        self._emitted_until = end_sample
         tracks.sort(key=lambda track: track.number)
         return Swipe(
             tracks=tuple(tracks),

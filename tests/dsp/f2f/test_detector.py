@@ -197,3 +197,56 @@ def test_stereo_blocks_give_the_same_swipes(np_rng: np.random.Generator) -> None
     sizes = np.random.default_rng(9).integers(1, 4097, size=stereo.shape[0] // 1500).tolist()
     assert _feed(SwipeDetector(RATE, 2), stereo, sizes) == batch
     assert _feed(SwipeDetector(RATE, 2), np.round(stereo * 32767).astype(np.int16), sizes) != []
+
+
+ONE_PASS_PARAMS = {
+    "default": SwipeParams(),
+    "slow-decelerating": SwipeParams(speed_cm_s=12.0, speed_ramp=0.4),
+    "fast-accelerating": SwipeParams(speed_cm_s=100.0, speed_ramp=3.0, contact_ramp_from=0.2),
+    "hard": SwipeParams(speed_ramp=5.0, wobble=0.3, contact_ramp_from=0.1, snr_db=24.0, hum_db=-10.0),
+    "reverse-22k": SwipeParams(rate=22_050.0, reverse=True),
+    "long-zeros-clipped": SwipeParams(leading_zeros=60, trailing_zeros=60, clip_level=0.5, snr_db=45.0),
+    "stereo": SwipeParams(channels=2),
+    "stereo-ramp": SwipeParams(channels=2, speed_ramp=4.0, contact_ramp_from=0.1),
+}
+
+
+@pytest.mark.parametrize("room_rms", [0.0, 1e-4, 1e-3])
+@pytest.mark.parametrize("name", sorted(ONE_PASS_PARAMS))
+def test_one_pass_of_a_card_is_one_swipe(np_rng: np.random.Generator, name: str, room_rms: float) -> None:
+    """A synthesized swipe (its own noise 35 dB under the signal) in a quieter or silent room: the
+    squelch must not reopen on the swipe's noisy tail, nor a second segment's pre-roll reach back
+    into the swipe, so batch and any block sizes give exactly one Swipe holding every track."""
+    params = ONE_PASS_PARAMS[name]
+    card, tracks = test_card_tracks(np_rng)
+    swipe = synthesize_swipe(card, params, np_rng)
+    room = np_rng.normal(0.0, room_rms, (2 * round(params.rate), *swipe.shape[1:])).astype(np.float32)
+    half = room.shape[0] // 2
+    recording = np.concatenate((room[:half], swipe + room[: swipe.shape[0]], room[half:]))
+    expected = {1: tracks[0][0]} if params.channels == 1 else {1: tracks[0][0], 2: tracks[1][0]}
+
+    batch = decode_recording(recording, params.rate)
+    assert len(batch) == 1
+    assert {track.number: track.text for track in batch[0].tracks} == expected
+    sizes = np_rng.integers(1, 8193, size=recording.shape[0] // 2000).tolist()
+    streamed = _feed(SwipeDetector(params.rate, params.channels), recording, sizes)
+    assert streamed == batch
+
+
+def test_pre_roll_never_reaches_into_the_previous_swipe(np_rng: np.random.Generator) -> None:
+    """Two swipes 80 ms apart: both decode, and the second segment starts where the first ended."""
+    parts = [np_rng.normal(0, 1e-4, RATE // 2).astype(np.float32)]
+    texts = []
+    for _ in range(2):
+        _, tracks = test_card_tracks(np_rng)
+        texts.append(tracks[0][0])
+        parts.append(synthesize_swipe([tracks[0]], SwipeParams(silence_s=0.0, snr_db=None), np_rng))
+        parts.append(np_rng.normal(0, 1e-4, int(0.08 * RATE)).astype(np.float32))
+    parts.append(np.zeros(RATE // 2, dtype=np.float32))
+    segments: list[tuple[float, float]] = []
+    detector = SwipeDetector(RATE, on_segment=lambda channel, start, samples: segments.append(
+        (start, start + samples.size / RATE)))
+    swipes = detector.process(np.concatenate(parts)) + detector.flush()
+    assert [swipe.tracks[0].text for swipe in swipes] == texts
+    assert len(segments) == 2
+    assert segments[1][0] >= segments[0][1]
