@@ -49,7 +49,7 @@ from posbridge.host.queue.checkpointer import (
 if TYPE_CHECKING:
     from posbridge.host.customers import CustomerRegistry
 from posbridge.host.queue.events import EventHub, Listener, QueueEvent
-from posbridge.host.queue.lifecycle import ANSWERED_STATES, PENDING_STATES, check_transition
+from posbridge.host.queue.lifecycle import ANSWERED_STATES, check_transition
 from posbridge.host.queue.rules import (
     DAY_S,
     Alert,
@@ -85,7 +85,16 @@ log = logging.getLogger("posbridge.queue")
 
 State = TransactionState
 
-SCHEMA = """
+PENDING_SQL = "('captured', 'forwarding')"
+"""The pending states as an SQL list, written literally in queries so the planner can use the
+partial index ``transactions_pending`` (a bound parameter cannot prove a row is in it)."""
+
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of the current schema. 0: an empty file or a version 1 database (from
+before schema versions: a full state index and an ``offline_position`` table), which
+:meth:`TransactionQueue._create_or_migrate` upgrades in one transaction."""
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS transactions (
     seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL UNIQUE,
@@ -109,26 +118,21 @@ CREATE TABLE IF NOT EXISTS transactions (
     dukpt_scheme TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL DEFAULT 0,
-    published_at REAL
+    published_at REAL,
+    offline_count INTEGER NOT NULL DEFAULT 0,
+    offline_total INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS transactions_state ON transactions(state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS transactions_pending ON transactions(seq, next_attempt_at)
+    WHERE state IN {PENDING_SQL};
 CREATE INDEX IF NOT EXISTS transactions_card ON transactions(card_id, created_at);
-CREATE TABLE IF NOT EXISTS offline_position (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    count INTEGER NOT NULL,
-    total INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO offline_position(id, count, total)
-    SELECT 1, COUNT(*), COALESCE(SUM(amount), 0) FROM transactions WHERE state IN ('captured', 'forwarding');
-CREATE TRIGGER IF NOT EXISTS offline_enter_on_insert AFTER INSERT ON transactions
-    WHEN NEW.state IN ('captured', 'forwarding')
-    BEGIN UPDATE offline_position SET count=count+1, total=total+NEW.amount WHERE id=1; END;
 CREATE TRIGGER IF NOT EXISTS offline_leave AFTER UPDATE OF state ON transactions
-    WHEN OLD.state IN ('captured', 'forwarding') AND NEW.state NOT IN ('captured', 'forwarding')
-    BEGIN UPDATE offline_position SET count=count-1, total=total-OLD.amount WHERE id=1; END;
+    WHEN OLD.state IN {PENDING_SQL} AND NEW.state NOT IN {PENDING_SQL}
+    BEGIN UPDATE transactions SET offline_count=offline_count-1, offline_total=offline_total-OLD.amount
+        WHERE seq=(SELECT MAX(seq) FROM transactions); END;
 CREATE TRIGGER IF NOT EXISTS offline_enter AFTER UPDATE OF state ON transactions
-    WHEN OLD.state NOT IN ('captured', 'forwarding') AND NEW.state IN ('captured', 'forwarding')
-    BEGIN UPDATE offline_position SET count=count+1, total=total+NEW.amount WHERE id=1; END;
+    WHEN OLD.state NOT IN {PENDING_SQL} AND NEW.state IN {PENDING_SQL}
+    BEGIN UPDATE transactions SET offline_count=offline_count+1, offline_total=offline_total+NEW.amount
+        WHERE seq=(SELECT MAX(seq) FROM transactions); END;
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
@@ -157,15 +161,36 @@ CREATE TABLE IF NOT EXISTS presence (
     sale_key TEXT
 );
 CREATE INDEX IF NOT EXISTS presence_at ON presence(at) WHERE sale_key IS NULL;
+PRAGMA user_version={SCHEMA_VERSION};
 """
+"""Schema version 2. The offline position (count and total of pending payments) rides on the
+newest transaction row, whose page every capture writes anyway: a capture stores the position
+after itself, and a state change in or out of the pending states moves the newest row's figures
+(triggers ``offline_leave``/``offline_enter``). The forwarder's work list is a partial index of
+pending rows only, so answered rows stop costing index pages."""
+
+_MIGRATE_FROM_1 = f"""
+ALTER TABLE transactions ADD COLUMN offline_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE transactions ADD COLUMN offline_total INTEGER NOT NULL DEFAULT 0;
+UPDATE transactions SET
+    offline_count=(SELECT COUNT(*) FROM transactions WHERE state IN {PENDING_SQL}),
+    offline_total=(SELECT COALESCE(SUM(amount), 0) FROM transactions WHERE state IN {PENDING_SQL})
+    WHERE seq=(SELECT MAX(seq) FROM transactions);
+DROP TRIGGER IF EXISTS offline_enter_on_insert;
+DROP TRIGGER IF EXISTS offline_leave;
+DROP TRIGGER IF EXISTS offline_enter;
+DROP TABLE IF EXISTS offline_position;
+DROP INDEX IF EXISTS transactions_state;
+"""
+"""Version 1 -> 2: the offline position moves from its own table onto the newest row (recounted
+from the rows themselves), the full state index gives way to the partial pending index."""
 
 _CAPTURE_LOOKUP = (
-    "SELECT (SELECT state FROM transactions WHERE key=?1), history.duplicate, history.recent,"
-    " position.count, position.total FROM offline_position AS position,"
-    " (SELECT COALESCE(SUM(amount=?2 AND created_at>?3), 0) AS duplicate,"
-    " COALESCE(SUM(created_at>?4), 0) AS recent"
-    " FROM transactions WHERE card_id=?5 AND created_at>?6 AND state!='refused') AS history"
-    " WHERE position.id=1"
+    "SELECT (SELECT state FROM transactions WHERE key=?1),"
+    " COALESCE(SUM(amount=?2 AND created_at>?3), 0), COALESCE(SUM(created_at>?4), 0),"
+    " (SELECT offline_count FROM transactions ORDER BY seq DESC LIMIT 1),"
+    " (SELECT offline_total FROM transactions ORDER BY seq DESC LIMIT 1)"
+    " FROM transactions WHERE card_id=?5 AND created_at>?6 AND state!='refused'"
 )
 """One statement per capture: the key's state if it exists, the card's captures within the
 duplicate window at the same amount and within the velocity window, and the offline position."""
@@ -173,7 +198,7 @@ duplicate window at the same amount and within the velocity window, and the offl
 _INSERT_TRANSACTION = (
     "INSERT INTO transactions(key, amount, currency, lane, source, state, masked, card_id, customer,"
     " reason, created_at, updated_at, nonce, sealed, wrapped_key, dukpt_ksn, dukpt_ciphertext,"
-    " dukpt_scheme) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " dukpt_scheme, offline_count, offline_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 PAGE_SIZE = 2048
@@ -308,6 +333,17 @@ def _masked_to_json(masked: MaskedCard | None) -> str | None:
     )
 
 
+def _statements(script: str) -> builtins.list[str]:
+    """The statements of a schema script, split where :func:`sqlite3.complete_statement` says."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return [statement for statement in statements if statement]
+
+
 def _masked_from_json(text: str | None) -> MaskedCard | None:
     return MaskedCard(**json.loads(text)) if text else None
 
@@ -356,12 +392,46 @@ class TransactionQueue:
             self._db.execute("PRAGMA secure_delete=ON")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_AUTOCHECKPOINT_PAGES}")
-            self._db.executescript(SCHEMA)
+            self._create_or_migrate()
         except sqlite3.Error as error:
             raise QueueError(
                 f"cannot open the queue database {self.path}: {error}", path=str(self.path)
             ) from error
         self.checkpointer = BackgroundCheckpointer(self.path, checkpoint_after_commits)
+
+    def _create_or_migrate(self) -> None:
+        """Create the schema in a new file or bring an older one to :data:`SCHEMA_VERSION`.
+
+        :class:`QueueError` for a file written by a newer posbridge (upgrade posbridge to open it).
+        """
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise QueueError(
+                f"the queue database {self.path} has schema version {version}, newer than this posbridge"
+                f" understands ({SCHEMA_VERSION}): upgrade posbridge, or drain the queue with the newer one",
+                path=str(self.path),
+                version=version,
+            )
+        if version == SCHEMA_VERSION:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            has_rows = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='transactions'"
+            ).fetchone()
+            if version == 0 and has_rows:
+                log.info("upgrading the queue database %s to schema version %d", self.path, SCHEMA_VERSION)
+                for statement in _MIGRATE_FROM_1.split(";\n"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            if version < SCHEMA_VERSION:
+                for statement in _statements(SCHEMA):
+                    self._db.execute(statement)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     # ------------------------------------------------------------------ plumbing
 
@@ -563,17 +633,22 @@ class TransactionQueue:
         ).fetchone()
         if state is not None:
             return state, None, None
+        position = (count or 0, total or 0)
         masked = request.masked
         alert = static_alert or self._history_alert(request, key, masked, duplicate, recent, now)
         if alert is not None:
             if not alert.needs_confirmation:
-                self._insert(self._db, request, key, masked, None, State.REFUSED, alert.message, now)
+                self._insert(
+                    self._db, request, key, masked, None, State.REFUSED, alert.message, now, position
+                )
             return None, alert, None
-        refusal = offline_limit_refusal(self.limits, request.amount, request.currency, count, total)
+        refusal = offline_limit_refusal(self.limits, request.amount, request.currency, *position)
         if refusal is not None:
-            self._insert(self._db, request, key, masked, card_id, State.REFUSED, refusal, now)
+            self._insert(self._db, request, key, masked, card_id, State.REFUSED, refusal, now, position)
         else:
-            self._insert(self._db, request, key, masked, card_id, State.CAPTURED, None, now, sealed)
+            self._insert(
+                self._db, request, key, masked, card_id, State.CAPTURED, None, now, position, sealed
+            )
             if request.source == "checkin":
                 self._attach_presence(self._db, request, key)
         return None, None, refusal
@@ -655,9 +730,11 @@ class TransactionQueue:
         return None
 
     def _pending(self, db: sqlite3.Connection) -> tuple[int, int]:
-        """Count and total of payments not yet answered (kept by triggers, so O(1) per capture)."""
-        count, total = db.execute("SELECT count, total FROM offline_position WHERE id=1").fetchone()
-        return int(count), int(total)
+        """Count and total of payments not yet answered (carried by the newest row, so O(1))."""
+        row = db.execute(
+            "SELECT offline_count, offline_total FROM transactions ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
     def _insert(
         self,
@@ -669,12 +746,18 @@ class TransactionQueue:
         state: TransactionState,
         reason: str | None,
         now: float,
+        position: tuple[int, int],
         sealed: SealedRecord | None = None,
     ) -> None:
         """Insert a new transaction; the ``audit_on_insert`` trigger appends its first audit entry.
 
         Only a captured row keeps card data (``sealed`` or the DUKPT payload); a refused one none.
+        ``position`` is the offline count and total before this row; the row stores the position
+        after it (it is now the newest row, which carries the queue's offline position).
         """
+        count, total = position
+        if state is State.CAPTURED:
+            count, total = count + 1, total + request.amount
         encrypted = request.encrypted if state is State.CAPTURED else None
         db.execute(
             _INSERT_TRANSACTION,
@@ -697,6 +780,8 @@ class TransactionQueue:
                 encrypted.ksn if encrypted else None,
                 encrypted.ciphertext if encrypted else None,
                 encrypted.scheme if encrypted else None,
+                count,
+                total,
             ),
         )
 
@@ -761,8 +846,7 @@ class TransactionQueue:
         with self._lock:
             count, total = self._pending(self._db)
             oldest = self._db.execute(
-                "SELECT MIN(created_at) FROM transactions WHERE state IN (?, ?)",
-                tuple(state.value for state in PENDING_STATES),
+                f"SELECT MIN(created_at) FROM transactions WHERE state IN {PENDING_SQL}"
             ).fetchone()[0]
         return OfflineStatus(count, total, None if oldest is None else self.clock() - oldest, self.limits)
 
@@ -773,8 +857,7 @@ class TransactionQueue:
                 self._db.execute("SELECT state, COUNT(*) FROM transactions GROUP BY state").fetchall()
             )
             unpublished = self._db.execute(
-                "SELECT COUNT(*) FROM transactions WHERE published_at IS NULL AND state IN (?, ?)",
-                tuple(state.value for state in PENDING_STATES),
+                f"SELECT COUNT(*) FROM transactions WHERE published_at IS NULL AND state IN {PENDING_SQL}"
             ).fetchone()[0]
         return QueueStatus(by_state, self.offline_status(), unpublished)
 
@@ -871,7 +954,7 @@ class TransactionQueue:
             keys = [
                 row[0]
                 for row in self._db.execute(
-                    "SELECT key FROM transactions WHERE state=? AND created_at<?",
+                    f"SELECT key FROM transactions WHERE state IN {PENDING_SQL} AND state=? AND created_at<?",
                     (State.CAPTURED.value, self.clock() - self.limits.max_age_s),
                 )
             ]
@@ -907,8 +990,8 @@ class TransactionQueue:
                 "SELECT key, amount, currency, lane, source, created_at, masked, state, attempts, nonce,"
                 " sealed,"
                 " wrapped_key, dukpt_ksn, dukpt_ciphertext, dukpt_scheme FROM transactions"
-                " WHERE state IN (?, ?) AND next_attempt_at<=? ORDER BY seq LIMIT ?",
-                (State.CAPTURED.value, State.FORWARDING.value, now, limit),
+                f" WHERE state IN {PENDING_SQL} AND next_attempt_at<=? ORDER BY seq LIMIT ?",
+                (now, limit),
             ).fetchall()
             for row in rows:
                 if row[7] == State.CAPTURED.value:
@@ -1017,8 +1100,9 @@ class TransactionQueue:
             rows = self._db.execute(
                 "SELECT key, amount, currency, lane, source, created_at, masked, customer, nonce, sealed,"
                 " wrapped_key, dukpt_ksn, dukpt_ciphertext, dukpt_scheme FROM transactions"
-                " WHERE (published_at IS NULL OR published_at<?) AND state IN (?, ?) ORDER BY seq LIMIT ?",
-                (published_before, State.CAPTURED.value, State.FORWARDING.value, limit),
+                f" WHERE (published_at IS NULL OR published_at<?) AND state IN {PENDING_SQL}"
+                " ORDER BY seq LIMIT ?",
+                (published_before, limit),
             ).fetchall()
         messages = []
         for row in rows:
