@@ -8,8 +8,10 @@ and a timeout.
 
 The decision is Page's CUSUM test (E. S. Page, "Continuous inspection schemes", Biometrika 1954),
 made robust and time-based. A packet at relative level ``r = RSSI - P1m`` adds evidence
-``clamp((r - level) / evidence_scale_db, -clip_low, clip_high) * min(gap, max_gap_s)``, where
-``gap`` is the time since the beacon's previous packet and ``level`` is the RSSI expected at
+``clamp((r - level) / evidence_scale_db, -clip_low, clip_high) * min(gap, max_gap)``, where
+``gap`` is the time since the beacon's previous packet (at most ``check_in_max_gap_s`` counts
+for checking in, ``max_gap_s`` for leaving: one packet of a slow advertiser must not stand for
+long, or a far person's lucky packet does) and ``level`` is the RSSI expected at
 ``counter_enter_m`` (for checking in) or, with the sign reversed, at ``counter_exit_m`` (for
 leaving): the two levels are the hysteresis. Evidence is thus counted per second observed, not
 per packet, so a fast advertiser is not trusted more than a slow one for the same span of time,
@@ -68,6 +70,7 @@ class CheckInSettings:
     check_out_evidence: float = 10.0
     memory_s: float = 10.0
     max_gap_s: float = 1.5
+    check_in_max_gap_s: float = 0.8
     dwell_s: float = 0.5
     min_packets: int = 2
     gone_timeout_s: float = 12.0
@@ -208,11 +211,11 @@ class CheckInTracker:
         relative = rssi - power_1m
         if track.zone is Zone.COUNTER:
             step = (self._exit_level - relative) / s.evidence_scale_db
-            threshold = s.check_out_evidence
+            threshold, max_gap = s.check_out_evidence, s.max_gap_s
         else:
             step = (relative - self._enter_level) / s.evidence_scale_db
-            threshold = s.check_in_evidence
-        step = min(max(step, -s.clip_low), s.clip_high) * min(elapsed, s.max_gap_s)
+            threshold, max_gap = s.check_in_evidence, s.check_in_max_gap_s
+        step = min(max(step, -s.clip_low), s.clip_high) * min(elapsed, max_gap)
         previous = track.evidence * math.exp(-elapsed / s.memory_s)
         track.evidence = max(previous + step, 0.0)
         if previous == 0.0:
