@@ -76,8 +76,26 @@ def test_version_1_queue_is_upgraded_with_everything_kept(
         assert [p.key for p in queue.claim_for_forwarding()] == ["old-1", "old-3", "new"]
         queue.record_answers([ProcessorAnswer("old-1", TransactionState.APPROVED)])
         assert (queue.offline_status().count, queue.offline_status().total_amount) == (2, 1500)
+        assert [(e.key, e.to_state) for e in queue.audit()] == [
+            ("old-1", "captured"),
+            ("old-2", "captured"),
+            ("old-3", "captured"),
+            ("old-2", "approved"),
+            ("new", "captured"),
+            ("old-1", "forwarding"),
+            ("old-3", "forwarding"),
+            ("new", "forwarding"),
+            ("old-1", "approved"),
+        ]
     finally:
         queue.close()
+    raw = sqlite3.connect(path)
+    try:
+        for statement in ("UPDATE audit SET to_state='declined'", "DELETE FROM audit"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                raw.execute(statement)
+    finally:
+        raw.close()
     reopened = TransactionQueue(path, device_key=device_key, clock=clock)
     try:
         assert (reopened.offline_status().count, reopened.offline_status().total_amount) == (2, 1500)

@@ -16,10 +16,13 @@ they arrived (ciphertext + KSN).
 Every state change goes through :func:`~posbridge.host.queue.lifecycle.check_transition` and
 appends a row to the ``audit`` table, which triggers keep append-only.
 
-A capture writes as few pages as it can: transactions and audit rows are never deleted, so their
-rowids grow without ``AUTOINCREMENT`` (no ``sqlite_sequence`` page per commit), and WAL
-checkpoints run on a background connection (:mod:`~posbridge.host.queue.checkpointer`), never
-inside a capture's commit.
+A capture writes as few pages (WAL frames, each synced at commit) as it can: transaction rows are
+never deleted, so their rowids grow without ``AUTOINCREMENT`` (no ``sqlite_sequence`` page); the
+offline position and the audit numbering ride on the newest row, whose page the insert writes
+anyway (no position table); the audit trail is one b-tree clustered by key (no key index); the
+forwarder's work list indexes pending rows only; and WAL checkpoints run on a background
+connection (:mod:`~posbridge.host.queue.checkpointer`), never inside a capture's commit. A
+capture writes 6-7 frames where schema version 1 wrote 8.
 """
 
 from __future__ import annotations
@@ -94,6 +97,19 @@ SCHEMA_VERSION = 2
 before schema versions: a full state index and an ``offline_position`` table), which
 :meth:`TransactionQueue._create_or_migrate` upgrades in one transaction."""
 
+_AUDIT_TABLE = """CREATE TABLE IF NOT EXISTS audit (
+    key TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    detail TEXT,
+    PRIMARY KEY (key, id)
+) WITHOUT ROWID"""
+"""The audit trail, clustered by transaction key (one b-tree: no separate key index to write);
+``id`` numbers all entries in the order they were written (the newest transaction row keeps the
+last one in ``audit_seq``)."""
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS transactions (
     seq INTEGER PRIMARY KEY,
@@ -120,7 +136,8 @@ CREATE TABLE IF NOT EXISTS transactions (
     next_attempt_at REAL NOT NULL DEFAULT 0,
     published_at REAL,
     offline_count INTEGER NOT NULL DEFAULT 0,
-    offline_total INTEGER NOT NULL DEFAULT 0
+    offline_total INTEGER NOT NULL DEFAULT 0,
+    audit_seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS transactions_pending ON transactions(seq, next_attempt_at)
     WHERE state IN {PENDING_SQL};
@@ -133,19 +150,15 @@ CREATE TRIGGER IF NOT EXISTS offline_enter AFTER UPDATE OF state ON transactions
     WHEN OLD.state NOT IN {PENDING_SQL} AND NEW.state IN {PENDING_SQL}
     BEGIN UPDATE transactions SET offline_count=offline_count+1, offline_total=offline_total+NEW.amount
         WHERE seq=(SELECT MAX(seq) FROM transactions); END;
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL,
-    at REAL NOT NULL,
-    from_state TEXT,
-    to_state TEXT NOT NULL,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS audit_key ON audit(key);
+{_AUDIT_TABLE};
 CREATE TRIGGER IF NOT EXISTS audit_on_insert AFTER INSERT ON transactions
-    BEGIN INSERT INTO audit(key, at, from_state, to_state, detail)
-        VALUES (NEW.key, NEW.created_at, NULL, NEW.state, COALESCE(NEW.reason, NEW.source || ' capture'));
+    BEGIN INSERT INTO audit(key, id, at, from_state, to_state, detail)
+        VALUES (NEW.key, NEW.audit_seq, NEW.created_at, NULL, NEW.state,
+                COALESCE(NEW.reason, NEW.source || ' capture'));
     END;
+CREATE TRIGGER IF NOT EXISTS audit_seq_follows AFTER INSERT ON audit
+    BEGIN UPDATE transactions SET audit_seq=NEW.id
+        WHERE seq=(SELECT MAX(seq) FROM transactions) AND audit_seq<NEW.id; END;
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -172,6 +185,7 @@ pending rows only, so answered rows stop costing index pages."""
 _MIGRATE_FROM_1 = f"""
 ALTER TABLE transactions ADD COLUMN offline_count INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE transactions ADD COLUMN offline_total INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE transactions ADD COLUMN audit_seq INTEGER NOT NULL DEFAULT 0;
 UPDATE transactions SET
     offline_count=(SELECT COUNT(*) FROM transactions WHERE state IN {PENDING_SQL}),
     offline_total=(SELECT COALESCE(SUM(amount), 0) FROM transactions WHERE state IN {PENDING_SQL})
@@ -181,24 +195,39 @@ DROP TRIGGER IF EXISTS offline_leave;
 DROP TRIGGER IF EXISTS offline_enter;
 DROP TABLE IF EXISTS offline_position;
 DROP INDEX IF EXISTS transactions_state;
+DROP TRIGGER IF EXISTS audit_on_insert;
+DROP TRIGGER IF EXISTS audit_no_update;
+DROP TRIGGER IF EXISTS audit_no_delete;
+DROP INDEX IF EXISTS audit_key;
+ALTER TABLE audit RENAME TO audit_v1;
+{_AUDIT_TABLE};
+INSERT INTO audit(key, id, at, from_state, to_state, detail)
+    SELECT key, id, at, from_state, to_state, detail FROM audit_v1;
+UPDATE transactions SET audit_seq=(SELECT COALESCE(MAX(id), 0) FROM audit_v1)
+    WHERE seq=(SELECT MAX(seq) FROM transactions);
+DROP TABLE audit_v1;
 """
 """Version 1 -> 2: the offline position moves from its own table onto the newest row (recounted
-from the rows themselves), the full state index gives way to the partial pending index."""
+from the rows themselves), the full state index gives way to the partial pending index, and the
+audit trail is copied entry by entry (same numbers) into its clustered table."""
 
 _CAPTURE_LOOKUP = (
     "SELECT (SELECT state FROM transactions WHERE key=?1),"
     " COALESCE(SUM(amount=?2 AND created_at>?3), 0), COALESCE(SUM(created_at>?4), 0),"
     " (SELECT offline_count FROM transactions ORDER BY seq DESC LIMIT 1),"
-    " (SELECT offline_total FROM transactions ORDER BY seq DESC LIMIT 1)"
+    " (SELECT offline_total FROM transactions ORDER BY seq DESC LIMIT 1),"
+    " (SELECT audit_seq FROM transactions ORDER BY seq DESC LIMIT 1)"
     " FROM transactions WHERE card_id=?5 AND created_at>?6 AND state!='refused'"
 )
 """One statement per capture: the key's state if it exists, the card's captures within the
-duplicate window at the same amount and within the velocity window, and the offline position."""
+duplicate window at the same amount and within the velocity window, the offline position and the
+number of the last audit entry (from the newest row)."""
 
 _INSERT_TRANSACTION = (
     "INSERT INTO transactions(key, amount, currency, lane, source, state, masked, card_id, customer,"
     " reason, created_at, updated_at, nonce, sealed, wrapped_key, dukpt_ksn, dukpt_ciphertext,"
-    " dukpt_scheme, offline_count, offline_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " dukpt_scheme, offline_count, offline_total, audit_seq)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 PAGE_SIZE = 2048
@@ -422,9 +451,8 @@ class TransactionQueue:
             ).fetchone()
             if version == 0 and has_rows:
                 log.info("upgrading the queue database %s to schema version %d", self.path, SCHEMA_VERSION)
-                for statement in _MIGRATE_FROM_1.split(";\n"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                for statement in _statements(_MIGRATE_FROM_1):
+                    self._db.execute(statement)
             if version < SCHEMA_VERSION:
                 for statement in _statements(SCHEMA):
                     self._db.execute(statement)
@@ -472,7 +500,8 @@ class TransactionQueue:
         self, db: sqlite3.Connection, key: str, old: str | None, new: str, detail: str | None, now: float
     ) -> None:
         db.execute(
-            "INSERT INTO audit(key, at, from_state, to_state, detail) VALUES (?,?,?,?,?)",
+            "INSERT INTO audit(key, id, at, from_state, to_state, detail) VALUES"
+            " (?, (SELECT audit_seq + 1 FROM transactions ORDER BY seq DESC LIMIT 1), ?, ?, ?, ?)",
             (key, now, old, new, redact_pans(detail) if detail else None),
         )
 
@@ -620,7 +649,7 @@ class TransactionQueue:
         """
         duplicate_since = now - self.rules.duplicate_window_s
         velocity_since = now - self.rules.velocity_window_s
-        state, duplicate, recent, count, total = self._db.execute(
+        state, duplicate, recent, count, total, audit_seq = self._db.execute(
             _CAPTURE_LOOKUP,
             (
                 key,
@@ -633,7 +662,7 @@ class TransactionQueue:
         ).fetchone()
         if state is not None:
             return state, None, None
-        position = (count or 0, total or 0)
+        position = (count or 0, total or 0, audit_seq or 0)
         masked = request.masked
         alert = static_alert or self._history_alert(request, key, masked, duplicate, recent, now)
         if alert is not None:
@@ -642,7 +671,7 @@ class TransactionQueue:
                     self._db, request, key, masked, None, State.REFUSED, alert.message, now, position
                 )
             return None, alert, None
-        refusal = offline_limit_refusal(self.limits, request.amount, request.currency, *position)
+        refusal = offline_limit_refusal(self.limits, request.amount, request.currency, count or 0, total or 0)
         if refusal is not None:
             self._insert(self._db, request, key, masked, card_id, State.REFUSED, refusal, now, position)
         else:
@@ -746,16 +775,16 @@ class TransactionQueue:
         state: TransactionState,
         reason: str | None,
         now: float,
-        position: tuple[int, int],
+        position: tuple[int, int, int],
         sealed: SealedRecord | None = None,
     ) -> None:
         """Insert a new transaction; the ``audit_on_insert`` trigger appends its first audit entry.
 
         Only a captured row keeps card data (``sealed`` or the DUKPT payload); a refused one none.
-        ``position`` is the offline count and total before this row; the row stores the position
-        after it (it is now the newest row, which carries the queue's offline position).
+        ``position`` is the offline count, total and last audit entry number before this row; the
+        row stores them as they are after it (it is now the newest row, which carries them).
         """
-        count, total = position
+        count, total, audit_seq = position
         if state is State.CAPTURED:
             count, total = count + 1, total + request.amount
         encrypted = request.encrypted if state is State.CAPTURED else None
@@ -782,6 +811,7 @@ class TransactionQueue:
                 encrypted.scheme if encrypted else None,
                 count,
                 total,
+                audit_seq + 1,
             ),
         )
 
