@@ -138,21 +138,37 @@ def far_person(rng: random.Random, index: int, seed: int) -> int:
 
 
 def _keep_away(path: Path, radius: float) -> Path:
-    """Walks between far stops can cut close to the counter: detour around it at ``radius``."""
+    """Walks between far stops can cut close to the counter: detour around it, never inside ``radius``.
+
+    Points of the walk that fall inside the circle are pushed out radially, and a pushed point is
+    reached along the arc in small angular steps, on a circle just wide enough that the straight
+    chords between points (arc steps and walk steps alike) stay outside ``radius`` too.
+    """
     from posbridge.hardware.ble.scene import Waypoint
 
+    arc_step, walk_step = 0.1, 0.5  # radians between points on a detour; metres along a walk
+    detour = radius / math.cos(arc_step / 2) + walk_step**2 / (8 * radius)
     points: list[Waypoint] = [path.waypoints[0]]
     for after in path.waypoints[1:]:
         before = points[-1]
-        steps = max(int(math.hypot(after.x - before.x, after.y - before.y) / 0.5), 1)
+        steps = max(int(math.hypot(after.x - before.x, after.y - before.y) / walk_step), 1)
         for step in range(1, steps + 1):
             share = step / steps
+            t = before.t + share * (after.t - before.t)
             x = before.x + share * (after.x - before.x)
             y = before.y + share * (after.y - before.y)
             distance = math.hypot(x, y)
-            if distance < radius:
-                x, y = x * radius / max(distance, 1e-6), y * radius / max(distance, 1e-6)
-            points.append(Waypoint(before.t + share * (after.t - before.t), x, y))
+            if distance < detour:
+                x, y = x * detour / max(distance, 1e-6), y * detour / max(distance, 1e-6)
+                last = points[-1]
+                start_angle, end_angle = math.atan2(last.y, last.x), math.atan2(y, x)
+                turn = (end_angle - start_angle + math.pi) % (2 * math.pi) - math.pi
+                pieces = int(abs(turn) / arc_step)
+                for piece in range(1, pieces + 1):
+                    angle = start_angle + turn * piece / (pieces + 1)
+                    at = last.t + (t - last.t) * piece / (pieces + 1)
+                    points.append(Waypoint(at, detour * math.cos(angle), detour * math.sin(angle)))
+            points.append(Waypoint(t, x, y))
     return Path(tuple(points))
 
 

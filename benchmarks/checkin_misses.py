@@ -8,11 +8,9 @@ prints the misses -- visits not checked in within 5 s once, far people checked i
 advertising rate after loss, the shadowing sigma, the 1 m power error and the distance. Sightings
 are cached in ``/tmp`` per seed, so re-running after a tracker change only re-runs the tracker.
 
-The benchmark's far people do not all stay 3.5 m away: ``_keep_away`` pushes each 0.5 m step of
-a walk out to the 3.5 m circle, but a walk that crosses the circle's inside turns into straight
-chords between pushed points, and one that passes the centre jumps to the opposite side of the
-circle in one straight step *through the counter*. ``closest_m`` measures this exactly; the
-misses list and the bound count the far people that really stayed away (>= ``TRULY_FAR_M``).
+``closest_m`` measures how near each far person's path really comes (``_keep_away`` in the
+benchmark detours walks around the 3.5 m circle); the misses list and the bound count the far
+people that really stayed away (>= ``TRULY_FAR_M``).
 
 ``--bound`` also prints what the best rule that looks only at levels could reach (see
 :func:`level_only_limit`): with each beacon's noise level known, the threshold on a 5 s window's
