@@ -20,14 +20,18 @@ How it works, per channel, in frames of 4 ms:
   floor restarts from them, so that louder room cannot reopen the squelch at once.
 - A ring buffer keeps ``pre_roll_s`` of audio so leading clocking zeros recorded before the level
   rose are decoded too, but never reaches back into an already emitted swipe (one pass of a card
-  gives one swipe); memory is bounded while idle. Idle frames are handled in vectorised
-  blocks, so an idle stream costs little CPU.
+  gives one swipe); memory is bounded while idle.
+- An idle stream costs little CPU: a quiet block (power about its mean under the close threshold
+  of the tracked floor) is only stored until ``idle_batch_s`` of audio has gathered, then its
+  frames are handled in one vectorised step; the floor's minimum is tracked incrementally and the
+  audio buffer is preallocated. This changes when an idle frame is judged, never how.
 - A closed segment is decoded per channel with :func:`posbridge.dsp.f2f.decode_segment`; the
   tracks of all channels make one swipe (two heads on L/R read two tracks of one card).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -56,8 +60,50 @@ class DetectorTuning:
     floor_window_s: float = 1.0
     smoothing_frames: int = 3
     max_swipe_s: float = 4.0
+    idle_batch_s: float = 0.04
     min_level: float = 1e-9
     keep_undecoded: bool = False
+
+
+class _SampleBuffer:
+    """Recent audio, float32 of shape (n, channels), addressed by absolute sample index.
+
+    Appends copy into a preallocated array (grown only when a swipe needs more room) and dropping
+    old samples moves an offset, so an idle stream allocates nothing per block.
+    """
+
+    def __init__(self, channels: int, capacity: int) -> None:
+        self._data = np.zeros((max(capacity, 16), channels), dtype=np.float32)
+        self._offset = 0
+        self.size = 0
+        self.start = 0  # absolute index of the first sample held
+
+    def append(self, samples: NDArray[np.float32]) -> None:
+        count = samples.shape[0]
+        end = self._offset + self.size
+        if end + count > self._data.shape[0]:
+            held = self._data[self._offset : end]
+            if 2 * (self.size + count) > self._data.shape[0]:
+                grown = np.zeros((2 * (self.size + count), self._data.shape[1]), dtype=np.float32)
+                grown[: self.size] = held
+                self._data = grown
+            else:
+                self._data[: self.size] = held.copy()
+            self._offset = 0
+            end = self.size
+        self._data[end : end + count] = samples
+        self.size += count
+
+    def view(self, start: int, end: int) -> NDArray[np.float32]:
+        """Samples ``start`` to ``end`` (absolute indices, clipped to what is held); no copy."""
+        first = self._offset + max(start - self.start, 0)
+        return self._data[first : self._offset + max(min(end - self.start, self.size), 0)]
+
+    def drop_before(self, index: int) -> None:
+        dropped = min(max(index - self.start, 0), self.size)
+        self._offset += dropped
+        self.size -= dropped
+        self.start += dropped
 
 
 class SwipeDetector:
@@ -92,22 +138,28 @@ class SwipeDetector:
         t = self.tuning
         self._frame = max(8, round(t.frame_s * rate))
         ramp = np.linspace(-1.0, 1.0, self._frame)
-        self._basis = np.linalg.qr(np.stack((np.ones(self._frame), ramp, ramp * ramp), axis=1))[0]
+        basis = np.linalg.qr(np.stack((np.ones(self._frame), ramp, ramp * ramp), axis=1))[0]
+        self._basis_rows = np.ascontiguousarray(basis.T)  # (3, frame): orthonormal constant, ramp, parabola
         self._pre_roll = round(t.pre_roll_s * rate)
         self._post_roll = round(t.post_roll_s * rate)
         self._hangover = max(1, round(t.hangover_s / (self._frame / rate)))
         self._floor_frames = max(2, round(t.floor_window_s / (self._frame / rate)))
         self._max_frames = max(1, round(t.max_swipe_s / (self._frame / rate)))
+        self._idle_batch = round(t.idle_batch_s * rate)
         self._open_ratio = 10 ** (t.open_db / 10)
         self._close_ratio = 10 ** (t.close_db / 10)
         self._release_ratio = 10 ** (-t.release_db / 10)
         self._smoothing = max(1, int(t.smoothing_frames))
-        self._pending = np.zeros((0, channels))  # samples of an unfinished frame
+        self._zero_row = np.zeros((1, channels))
         self._recent_energy = np.zeros((0, channels))  # last frames' energies, for smoothing
         self._idle_levels = np.zeros((0, channels))  # smoothed levels of recent idle frames
+        self._idle_min = np.full(channels, np.inf)  # their minimum ...
+        self._idle_min_at = np.zeros(channels, dtype=np.int64)  # ... and which idle frame it was
+        self._idle_count = 0  # idle frames appended since the history was last replaced
+        self._quiet_limits = [0.0] * channels  # block power under which an idle block may wait
         self._level_history = np.zeros((0, channels))  # smoothed levels of the most recent frames
-        self._audio = np.zeros((0, channels), dtype=np.float32)  # ring / swipe buffer
-        self._audio_start = 0  # sample index of _audio[0]
+        held = self._pre_roll + (self._smoothing + 2) * self._frame
+        self._audio = _SampleBuffer(channels, 2 * held + 8192)
         self._samples_seen = 0
         self._frames_seen = 0
         self._open_frame: int | None = None
@@ -120,7 +172,7 @@ class SwipeDetector:
     @property
     def buffered_samples(self) -> int:
         """Samples per channel held right now (pre-roll while idle, the swipe while one is open)."""
-        return int(self._audio.shape[0])
+        return self._audio.size
 
     @property
     def in_swipe(self) -> bool:
@@ -137,42 +189,59 @@ class SwipeDetector:
             raise AudioFormatError(
                 f"expected blocks of shape (n,) or (n, {self.channels}), got {data.shape}", shape=data.shape
             )
-        if data.dtype == np.int16:
-            out = data.astype(np.float32) / 32768.0
-        elif np.issubdtype(data.dtype, np.integer):
+        kind = data.dtype.kind
+        if kind == "f":
+            out = np.asarray(data, dtype=np.float32)
+        elif data.dtype == np.int16:
+            out = data.astype(np.float32) / np.float32(32768.0)
+        elif kind in "iu":
             info = np.iinfo(data.dtype)
             out = data.astype(np.float32) / float(-info.min if info.min < 0 else info.max)
-        elif np.issubdtype(data.dtype, np.floating):
-            out = data.astype(np.float32)
         else:
             raise AudioFormatError(f"unsupported sample type {data.dtype}", dtype=str(data.dtype))
-        if not np.all(np.isfinite(out)):
-            out = np.where(np.isfinite(out), out, np.float32(0.0))
         return out
 
     def process(self, block: NDArray[np.generic]) -> list[Swipe]:
         """Feed one block, shape (n,) or (n, channels), float (full scale 1.0) or int16.
 
-        Returns the swipes that ended within the samples seen so far (often none).
+        Returns the swipes that ended within the samples seen so far (often none). While idle,
+        quiet blocks are only stored until ``idle_batch_s`` of them have gathered, then looked at
+        together; that changes when an idle frame is judged, never how (any block sizes give the
+        same swipes).
         """
         samples = self._as_block(block)
-        if samples.shape[0] == 0:
+        count = samples.shape[0]
+        if count == 0:
             return []
-        self._audio = np.concatenate((self._audio, samples)) if self._audio.size else samples.copy()
-        self._samples_seen += samples.shape[0]
-        pending = np.concatenate((self._pending, samples.astype(np.float64)))
-        whole = pending.shape[0] // self._frame
-        self._pending = pending[whole * self._frame :]
+        columns = [samples[:, channel] for channel in range(self.channels)]
+        squares = [float(np.dot(column, column)) for column in columns]
+        if not all(map(math.isfinite, squares)):
+            samples = np.where(np.isfinite(samples), samples, np.float32(0.0))
+            columns = [samples[:, channel] for channel in range(self.channels)]
+        self._audio.append(samples)
+        self._samples_seen += count
+        waiting = self._samples_seen - self._frames_seen * self._frame
+        if self._open_frame is None and waiting < self._idle_batch:
+            sums = [float(column.sum()) for column in columns]
+            pairs = zip(squares, sums, strict=True)
+            powers = [(square - total * total / count) / count for square, total in pairs]
+            if all(power <= limit for power, limit in zip(powers, self._quiet_limits, strict=True)):
+                return []  # quiet: under the close threshold of the floor on every channel
+        return self._advance()
+
+    def _advance(self) -> list[Swipe]:
+        """Run the squelch over every whole frame received and not yet looked at."""
+        framed_until = self._frames_seen * self._frame
+        whole = (self._samples_seen - framed_until) // self._frame
         if whole == 0:
-            self._trim_idle_audio()
             return []
-        framed = pending[: whole * self._frame].reshape(whole, self._frame, self.channels)
-        energies = self._frame_energies(framed)
+        framed = self._audio.view(framed_until, framed_until + whole * self._frame).astype(np.float64)
+        energies = self._frame_energies(framed.reshape(whole, self._frame, self.channels))
         return self._frames(energies)
 
     def flush(self) -> list[Swipe]:
         """End of stream: close and decode a swipe still open."""
-        swipes: list[Swipe] = []
+        swipes = self._advance()
         if self._open_frame is not None:
             swipe = self._close(self._samples_seen, self._samples_seen)
             if swipe is not None:
@@ -185,29 +254,44 @@ class SwipeDetector:
         """Mean power of each frame (shape (frames, samples, channels)) after removing its best
         quadratic fit: a high-pass near 1 / frame length that drops DC, mic bias and mains hum.
         Each frame's value depends on its own samples only, so any block sizes give the same levels."""
-        total = np.einsum("fsc,fsc->fc", frames, frames)
-        fitted = np.einsum("fsc,sk->fkc", frames, self._basis)
-        residual = total - np.einsum("fkc,fkc->fc", fitted, fitted)
+        fitted = self._basis_rows @ frames
+        residual = np.square(frames).sum(axis=1) - np.square(fitted).sum(axis=1)
         result: NDArray[np.float64] = np.maximum(residual, 0.0) / self._frame
         return result
 
     def _smoothed(self, energies: NDArray[np.float64]) -> NDArray[np.float64]:
-        history = np.concatenate((self._recent_energy, energies))
+        """Mean energy over the last ``smoothing_frames`` frames (fewer at the start of the stream)."""
         kernel = self._smoothing
-        cumulative = np.cumsum(np.concatenate((np.zeros((1, self.channels)), history)), axis=0)
-        counts = np.minimum(np.arange(1, history.shape[0] + 1), kernel)[:, None]
-        lower = np.maximum(np.arange(1, history.shape[0] + 1) - kernel, 0)
-        levels = (cumulative[1:] - cumulative[lower]) / counts
-        self._recent_energy = history[-(kernel - 1) :] if kernel > 1 else history[:0]
-        result: NDArray[np.float64] = levels[-energies.shape[0] :]
-        return result
+        count = energies.shape[0]
+        stacked = np.concatenate((self._zero_row, self._recent_energy, energies))
+        cumulative = np.cumsum(stacked, axis=0)
+        size = cumulative.shape[0] - 1
+        if size - count >= kernel - 1:
+            first = size - count + 1
+            levels = cumulative[first:] - cumulative[first - kernel : size + 1 - kernel]
+            levels /= kernel
+        else:
+            rows = np.arange(size - count + 1, size + 1)
+            counts = np.minimum(rows, kernel)[:, None]
+            levels = (cumulative[rows] - cumulative[np.maximum(rows - kernel, 0)]) / counts
+        self._recent_energy = stacked[max(size + 2 - kernel, 1) :]
+        return levels
 
     def _floors(self, levels: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Floor before each of ``levels`` assuming all of them idle: min over the preceding window."""
+        """Floor before each of ``levels`` assuming all of them idle: min over the preceding window.
+
+        While the minimum of the idle history stays inside the window for all of ``levels`` (the
+        usual case for a live block), that is its running minimum with ``levels`` themselves."""
+        count = levels.shape[0]
+        if count <= self._floor_frames and (
+            self._idle_min_at >= self._idle_count + count - 1 - self._floor_frames
+        ).all():
+            before: NDArray[np.float64] = np.concatenate((self._idle_min[None], levels[:-1]))
+            return np.minimum.accumulate(before, axis=0)
         history = np.concatenate((self._idle_levels, levels))
         minima = trailing_min(history, self._floor_frames)
         before = np.concatenate((np.full((1, self.channels), np.inf), minima[:-1]))
-        result: NDArray[np.float64] = before[-levels.shape[0] :]
+        result: NDArray[np.float64] = before[-count:]
         return result
 
     def _frames(self, energies: NDArray[np.float64]) -> list[Swipe]:
@@ -220,24 +304,27 @@ class SwipeDetector:
         while index < count:
             if self._open_frame is None:
                 chunk = levels[index:]
-                floors = np.maximum(self._floors(chunk), self.tuning.min_level)
-                ratio = chunk / floors
-                loud = (ratio > self._open_ratio) & np.isfinite(floors) & (chunk > self.tuning.min_level)
-                opening = np.flatnonzero(np.any(loud, axis=1))
-                stop = int(opening[0]) if opening.size else chunk.shape[0]
+                floors = self._floors(chunk)
+                np.maximum(floors, self.tuning.min_level, out=floors)
+                loud = chunk / floors > self._open_ratio  # an unknown (infinite) floor gives 0
+                if self._open_ratio <= 1:
+                    loud &= chunk > self.tuning.min_level
+                if not loud.any():
+                    self._remember_idle(chunk)
+                    self._frames_seen += chunk.shape[0]
+                    self._trim_idle_audio()
+                    break
+                stop = int(np.flatnonzero(loud.any(axis=1))[0])
                 self._remember_idle(chunk[:stop])
                 self._frames_seen += stop
                 index += stop
-                if opening.size:
-                    self._open_frame = self._frames_seen
-                    self._last_active_frame = self._frames_seen
-                    self._quiet_frames = 0
-                    self._floor_at_open = floors[stop]
-                    self._peak_level = chunk[stop]
-                    self._frames_seen += 1
-                    index += 1
-                else:
-                    self._trim_idle_audio()
+                self._open_frame = self._frames_seen
+                self._last_active_frame = self._frames_seen
+                self._quiet_frames = 0
+                self._floor_at_open = floors[stop]
+                self._peak_level = chunk[stop]
+                self._frames_seen += 1
+                index += 1
             else:
                 rest = levels[index:]
                 peaks = np.maximum.accumulate(np.maximum(rest, self._peak_level), axis=0)
@@ -260,7 +347,7 @@ class SwipeDetector:
                         recent = np.concatenate((history_before, levels[:index]))
                         if too_long:
                             end_sample = (frame + 1) * self._frame
-                            self._idle_levels = recent[-self._floor_frames :]
+                            self._set_idle(recent)
                         else:
                             self._restart_floor(recent[-self._quiet_frames :])
                         swipe = self._close(end_sample, active_end)
@@ -274,21 +361,45 @@ class SwipeDetector:
         threshold (the release closed the swipe: the room got louder during it), the floor restarts
         from them, so the same louder room cannot reopen the squelch at once."""
         if np.any(quiet.min(axis=0) > self._floor_at_open * self._close_ratio):
-            self._idle_levels = quiet[-self._floor_frames :]
+            self._set_idle(quiet)
         else:
             self._remember_idle(quiet)
 
     def _remember_idle(self, levels: NDArray[np.float64]) -> None:
-        if levels.shape[0]:
-            self._idle_levels = np.concatenate((self._idle_levels, levels))[-self._floor_frames :]
+        """Append idle levels to the last ``floor_window_s`` of them, keeping track of their minimum."""
+        count = levels.shape[0]
+        if not count:
+            return
+        history = np.concatenate((self._idle_levels, levels))
+        self._idle_count += count
+        if not (self._idle_min_at >= self._idle_count - self._floor_frames).all():
+            self._set_idle(history)
+            return
+        self._idle_levels = history[-self._floor_frames :]
+        lowest = levels.min(axis=0)
+        newer = lowest <= self._idle_min
+        if newer.any():
+            at = self._idle_count - 1 - np.argmin(levels[::-1], axis=0)
+            self._idle_min = np.where(newer, lowest, self._idle_min)
+            self._idle_min_at = np.where(newer, at, self._idle_min_at)
+            self._quiet_limits = (self._idle_min * self._close_ratio).tolist()
+
+    def _set_idle(self, levels: NDArray[np.float64]) -> None:
+        """Replace the idle history by the last ``floor_window_s`` of ``levels``."""
+        kept = levels[-self._floor_frames :]
+        self._idle_levels = kept
+        self._idle_count = kept.shape[0]
+        if kept.shape[0]:
+            self._idle_min = kept.min(axis=0)
+            self._idle_min_at = kept.shape[0] - 1 - np.argmin(kept[::-1], axis=0)
+        else:
+            self._idle_min = np.full(self.channels, np.inf)
+            self._idle_min_at = np.zeros(self.channels, dtype=np.int64)
+        self._quiet_limits = (self._idle_min * self._close_ratio).tolist()
 
     def _trim_idle_audio(self) -> None:
         if self._open_frame is None:
-            keep_from = max((self._frames_seen - self._smoothing - 1) * self._frame - self._pre_roll, 0)
-            drop = keep_from - self._audio_start
-            if drop > 0:
-                self._audio = self._audio[drop:]
-                self._audio_start = keep_from
+            self._audio.drop_before((self._frames_seen - self._smoothing - 1) * self._frame - self._pre_roll)
 
     # ----------------------------------------------------------------------------- decoding
 
@@ -300,8 +411,8 @@ class SwipeDetector:
     def _close(self, end_sample: int, active_end_sample: int) -> Swipe | None:
         assert self._open_frame is not None
         active_start_sample = self._open_frame * self._frame
-        start_sample = max(active_start_sample - self._pre_roll, self._audio_start, self._emitted_until)
-        segment = self._audio[start_sample - self._audio_start : end_sample - self._audio_start]
+        start_sample = max(active_start_sample - self._pre_roll, self._audio.start, self._emitted_until)
+        segment = self._audio.view(start_sample, end_sample)
         self._open_frame = None
         self._quiet_frames = 0
         started_at = active_start_sample / self.rate
@@ -310,7 +421,7 @@ class SwipeDetector:
         qualities: list[float] = []
         first_channel: int | None = None
         for channel in range(self.channels):
-            samples = np.ascontiguousarray(segment[:, channel])
+            samples = segment[:, channel].copy()
             if self.on_segment is not None:
                 self.on_segment(channel, start_sample / self.rate, samples)
             found, quality = decode_segment_scored(samples, self.rate) if samples.size else ((), 0.0)
