@@ -105,13 +105,18 @@ def test_card_tracks(rng: np.random.Generator) -> tuple[Card, list[TrackSpec]]:
     service_code = seeded.choice(("101", "201", "121", "221", "601"))
     discretionary = "".join(seeded.choice("0123456789") for _ in range(seeded.randint(8, 13)))
     name = f"{surname}/{given}"
-    track1 = f"B{pan}^{name}^{expiry}{service_code}{discretionary}"
-    track2 = f"{pan}={expiry}{service_code}{discretionary[: max(0, 37 - len(pan) - 8)]}"
     card = Card(pan=pan, expiry=expiry, service_code=service_code, name=name, discretionary=discretionary)
-    return card, [(track1, TrackFormat.ALPHA), (track2, TrackFormat.BCD)]
+    return card, card_tracks(card)
 
 
-def _tracks_of(source: Sequence[TrackSpec] | Card) -> list[TrackSpec]:
+def card_tracks(source: Sequence[TrackSpec] | Card) -> list[TrackSpec]:
+    """The ``(text, format)`` of each track to record, text strictly between the sentinels.
+
+    A :class:`Card` gives Track 1 and Track 2 in format B (ISO/IEC 7813: Track 1
+    ``B PAN ^ NAME ^ YYMM service-code discretionary``, Track 2 ``PAN = YYMM service-code
+    discretionary`` cut to its 37 data characters; a missing field is its separator). A sequence
+    of ``(text, format)`` is checked and returned as a list. Raises :class:`ConfigError` for none.
+    """
     if isinstance(source, Card):
         rest = f"{source.expiry or '='}{source.service_code or '='}{source.discretionary or ''}"
         track1 = f"B{source.pan}^{source.name or ' /'}^{rest}"
@@ -190,7 +195,7 @@ def synthesize_swipe(
     the first track on the left and the second (or the first again) on the right, both heads moving
     together. Returns float32 samples in [-1, 1], shape ``(n,)`` mono or ``(n, 2)`` stereo.
     """
-    specs = _tracks_of(tracks)
+    specs = card_tracks(tracks)
     channel_specs = [specs[0]]
     if params.channels == 2:
         channel_specs.append(specs[1] if len(specs) > 1 else specs[0])

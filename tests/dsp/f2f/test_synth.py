@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from posbridge.dsp.synth import BITS_PER_CM, SwipeParams, synthesize_swipe, test_card_tracks
+from posbridge.dsp.synth import BITS_PER_CM, SwipeParams, card_tracks, synthesize_swipe, test_card_tracks
 from posbridge.protocols.cards import luhn_valid
 from posbridge.protocols.errors import ConfigError
-from posbridge.protocols.magstripe import encode_track
-from posbridge.protocols.types import TrackFormat
+from posbridge.protocols.magstripe import card_from_tracks, encode_track
+from posbridge.protocols.types import Card, Track, TrackFormat
 
 
 def test_test_cards_are_luhn_valid_and_fit_their_tracks(np_rng: np.random.Generator) -> None:
@@ -86,3 +86,17 @@ def test_bad_parameters_are_config_errors(bad: dict[str, float]) -> None:
 def test_no_tracks_is_a_config_error(np_rng: np.random.Generator) -> None:
     with pytest.raises(ConfigError):
         synthesize_swipe([], SwipeParams(), np_rng)
+
+
+def test_card_tracks_parse_back_to_the_card(np_rng: np.random.Generator) -> None:
+    card, tracks = test_card_tracks(np_rng)
+    assert card_tracks(card) == tracks
+    long_tail = Card(pan=card.pan, expiry="3012", service_code="201", name="DOE/JO", discretionary="9" * 30)
+    (text1, fmt1), (text2, fmt2) = card_tracks(long_tail)
+    assert (fmt1, fmt2) == (TrackFormat.ALPHA, TrackFormat.BCD)
+    assert len(text2) == 37
+    parsed = card_from_tracks([Track(1, fmt1, text1), Track(2, fmt2, text2)])
+    fields = (parsed.pan, parsed.expiry, parsed.service_code, parsed.name)
+    assert fields == (card.pan, "3012", "201", "DOE/JO")
+    with pytest.raises(ConfigError):
+        card_tracks([])

@@ -74,8 +74,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Synthesize and write the swipe; print what was written (masked unless --reveal)."""
     import numpy as np
-    from posbridge.dsp.synth import SwipeParams, synthesize_swipe, test_card_tracks
-    from posbridge.dsp.synth import _tracks_of as card_tracks
+    from posbridge.dsp.synth import SwipeParams, card_tracks, synthesize_swipe, test_card_tracks
     from posbridge.hardware.audio import write_wav
     from posbridge.host.cli._swipes import track_record, tracks_summary
     from posbridge.protocols.cards import luhn_valid
