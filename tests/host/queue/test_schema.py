@@ -3,6 +3,7 @@ with its transactions, audit trail and offline position intact; a newer file is 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +12,11 @@ import pytest
 from posbridge.host.queue import DeviceKey, ProcessorAnswer, TransactionQueue
 from posbridge.host.queue.store import SCHEMA_VERSION
 from posbridge.protocols.errors import QueueError
-from posbridge.protocols.types import Card, TransactionState
+from posbridge.protocols.types import Card, MaskedCard, TransactionState
 
 from .conftest import NOW, ManualClock
 
+OLD_MASKED = MaskedCard("411111", "1111", 16, "visa", "3012", "101")
 V1_SCHEMA = (Path(__file__).parent / "schema_v1.sql").read_text(encoding="utf-8")
 
 
@@ -34,6 +36,7 @@ def _version_1_queue(path: Path) -> None:
             (key, amount, state, NOW, NOW, f"customer:{key}"),
         )
     db.execute("UPDATE transactions SET state='approved' WHERE key='old-2'")
+    db.execute("UPDATE transactions SET masked=? WHERE key='old-1'", (json.dumps(OLD_MASKED.__dict__),))
     db.execute(
         "INSERT INTO audit(key, at, from_state, to_state) VALUES ('old-2', ?, 'captured', 'approved')", (NOW,)
     )
@@ -67,6 +70,8 @@ def test_version_1_queue_is_upgraded_with_everything_kept(
             ("old-2", TransactionState.APPROVED),
             ("old-3", TransactionState.CAPTURED),
         ]
+        assert queue.get("old-1").card == OLD_MASKED
+        assert dict(queue.unpublished())["old-1"].find(b'"masked":{"first6":"411111"') > 0
         assert [(e.from_state, e.to_state) for e in queue.audit("old-2")] == [
             (None, "captured"),
             ("captured", "approved"),

@@ -91,8 +91,8 @@ class DeviceKey:
 
     def seal(self, payload: bytes, associated_data: bytes) -> SealedRecord:
         """Seal ``payload`` under a new data key bound to ``associated_data`` (the idempotency key)."""
-        data_key = AESGCM.generate_key(bit_length=256)
-        nonce = secrets.token_bytes(NONCE_BYTES)
+        data_key = os.urandom(KEY_BYTES)
+        nonce = os.urandom(NONCE_BYTES)
         ciphertext = AESGCM(data_key).encrypt(nonce, payload, associated_data)
         return SealedRecord(nonce, ciphertext, aes_key_wrap(self._key, data_key))
 
