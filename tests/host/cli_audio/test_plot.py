@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from posbridge.hardware.audio import read_wav
 from posbridge.host.cli import main
@@ -36,6 +37,9 @@ def test_characters_are_drawn_over_their_bits_and_masked(
     assert view.track is not None
     assert len(view.boundaries) == len(view.bits) + 1
     assert view.boundaries == sorted(view.boundaries)
+    cells = np.diff(view.boundaries)
+    nearest = np.abs(pulses.times[None, :] - np.asarray(view.boundaries)[:, None]).min(axis=1)
+    assert np.all(nearest[1:] < 0.1 * cells)  # every boundary sits on a flux transition's pulse
     labels = [label for _, _, label in view.characters][::-1]
     text = "".join(labels[1:-2])
     assert labels[0] == ";"

@@ -22,7 +22,7 @@ from posbridge.protocols.errors import UsageError
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
-    from posbridge.dsp.f2f import Burst, Pulses
+    from posbridge.dsp.f2f import Pulses
     from posbridge.protocols.types import Swipe, Track
 
 COMMAND = "plot"
@@ -63,33 +63,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class BurstView:
-    """One burst as drawn: cell boundary times (s), bits, and the characters over bit ranges."""
+    """One burst as drawn: the ``len(bits) + 1`` cell boundary times (samples) the clock tracker
+    settled on (:attr:`posbridge.dsp.f2f.Burst.boundaries`), bits, and the characters over bit ranges."""
 
     boundaries: list[float]
     bits: list[int]
     characters: list[tuple[int, int, str]]  # (first bit, end bit, label)
     track: Track | None
-
-
-def cell_boundaries(burst: Burst, pulses: Pulses) -> list[float]:
-    """Times (samples) of the ``len(bits) + 1`` cell boundaries of ``burst``.
-
-    Walks the strong pulses inside the burst with the decided bits (a one has a mid-cell pulse,
-    so it consumes two pulses); when the pulses do not match the bits one to one (noise, a
-    dropout), the boundaries are spread evenly between the burst's ends.
-    """
-    import numpy as np
-
-    inside = (pulses.times >= burst.start - 0.5) & (pulses.times <= burst.end + 0.5)
-    strong = pulses.times[inside & (pulses.strengths >= STRONG_PULSE)]
-    needed = len(burst.bits) + sum(burst.bits) + 1
-    if strong.size == needed:
-        boundaries, index = [float(strong[0])], 0
-        for bit in burst.bits:
-            index += 1 + bit
-            boundaries.append(float(strong[index]))
-        return boundaries
-    return [float(value) for value in np.linspace(burst.start, burst.end, len(burst.bits) + 1)]
 
 
 def character_spans(burst_bits: Sequence[int], track: Track, shown_text: str) -> list[tuple[int, int, str]]:
@@ -126,7 +106,7 @@ def analyse(samples: NDArray[np.float32], rate: float, reveal: bool) -> tuple[Pu
     for burst in recover_bursts(samples, rate):
         track = decode_bits(burst.bits, burst.confidence)
         spans = character_spans(burst.bits, track, track_text(track, reveal)) if track is not None else []
-        views.append(BurstView(cell_boundaries(burst, pulses), burst.bits, spans, track))
+        views.append(BurstView(list(burst.boundaries), burst.bits, spans, track))
     return pulses, views
 
 
@@ -238,10 +218,6 @@ def _draw_panel(axis: Any, number: int, panel: Panel, rate: float) -> None:
     peak = float(np.max(np.abs(segment))) or 1.0
     if pulses is not None:
         strong = pulses.strengths >= STRONG_PULSE
-        in_burst = np.zeros(pulses.times.shape, dtype=bool)
-        for view in views:
-            in_burst |= (pulses.times >= view.boundaries[0] - 1) & (pulses.times <= view.boundaries[-1] + 1)
-        strong &= in_burst
         in_burst = np.zeros(pulses.times.shape, dtype=bool)
         for view in views:
             in_burst |= (pulses.times >= view.boundaries[0] - 1) & (pulses.times <= view.boundaries[-1] + 1)
