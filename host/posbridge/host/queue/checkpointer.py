@@ -22,7 +22,7 @@ from pathlib import Path
 log = logging.getLogger("posbridge.queue")
 
 CHECKPOINT_AFTER_COMMITS = 500
-"""Commits between background checkpoints (about 3,500 WAL pages, 14 MB, of captures). Each
+"""Commits between background checkpoints (about 4,500 WAL pages, 4.5 MB, of captures). Each
 checkpoint also costs the next commit one more sync (the rewound WAL's new header), so they are
 kept rare: one capture in 500 pays it, well beyond the 99th percentile."""
 

@@ -22,7 +22,7 @@ offline position and the audit numbering ride on the newest row, whose page the 
 anyway (no position table); the audit trail is one b-tree clustered by key (no key index); the
 forwarder's work list indexes pending rows only; and WAL checkpoints run on a background
 connection (:mod:`~posbridge.host.queue.checkpointer`), never inside a capture's commit. A
-capture writes 6-7 frames where schema version 1 wrote 8.
+capture writes about 9 frames of 1 KiB (9 KiB) where schema version 1 wrote 8 of 2 KiB (16 KiB).
 """
 
 from __future__ import annotations
@@ -231,10 +231,12 @@ _INSERT_TRANSACTION = (
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
-PAGE_SIZE = 2048
-"""Page size of a new queue database (an existing one keeps its own). A capture changes about
-seven pages, each a WAL frame written and synced at commit: 2 KiB frames hold a few rows each
-and made captures 10-15 % faster than 4 KiB ones on a fast disk (same speed on a slow one)."""
+PAGE_SIZE = 1024
+"""Page size of a new queue database (an existing one keeps its own). A capture changes six to
+nine pages, each a WAL frame written and synced at commit: about 9 KiB per commit with 1 KiB
+pages against 16 KiB with 2 KiB and 26 KiB with 4 KiB pages (rows are small; the extra splits
+of smaller pages cost less than the bytes saved). 1 KiB pages gave captures/persist-queue puts
+of 0.44-0.51 against 0.41-0.46 with 2 KiB pages on a fast disk (benchmarks/transaction_queue.py)."""
 
 FORWARDING_LEASE_S = 30.0
 """How long a claimed transaction is left to one forwarder before another may look it up."""
