@@ -1,6 +1,7 @@
 """Transaction queue benchmark (issue 7, "Targets"), side by side in one run.
 
-    .venv/bin/python benchmarks/queue.py [--captures 2000] [--forward 3000] [--jetstream 5000] [--json]
+    .venv/bin/python benchmarks/transaction_queue.py [--captures 2000] [--forward 3000] \
+        [--jetstream 5000] [--json]
 
 - Durable captures/s and capture latency (p50/p99) of :class:`TransactionQueue`: SQLite WAL,
   ``synchronous=FULL``, one ``BEGIN IMMEDIATE`` transaction per capture, card data sealed with
