@@ -130,3 +130,28 @@ def test_newer_schema_is_refused_with_what_to_do(tmp_path: Path, device_key: Dev
     with pytest.raises(QueueError, match="upgrade posbridge") as refused:
         TransactionQueue(path, device_key=device_key)
     assert refused.value.version == SCHEMA_VERSION + 1  # type: ignore[attr-defined]
+
+
+def test_what_the_forwarder_and_console_ask_is_answered_from_an_index(
+    queue: TransactionQueue, pans: Iterator[str]
+) -> None:
+    """Every SELECT the forwarder, the fleet outbox and ``show``/``status`` run is an index search
+    (the pending partial index, the key, the audit trail's key), never a scan of every row."""
+    queue.capture(1000, "USD", Card(next(pans), "3012", "101"), key="k1", keyed=True)
+    statements: list[str] = []
+    queue._db.set_trace_callback(statements.append)
+    try:
+        queue.claim_for_forwarding()
+        queue.unpublished()
+        queue.expire_overdue()
+        queue.offline_status()
+        queue.get("k1")
+        queue.audit("k1")
+    finally:
+        queue._db.set_trace_callback(None)
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) >= 6
+    for statement in selects:
+        plan = " / ".join(row[3] for row in queue._db.execute("EXPLAIN QUERY PLAN " + statement))
+        newest_row = "ORDER BY seq DESC LIMIT 1" in statement
+        assert newest_row or "INDEX" in plan or "PRIMARY KEY" in plan, (statement, plan)
