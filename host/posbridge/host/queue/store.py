@@ -19,7 +19,7 @@ appends a row to the ``audit`` table, which triggers keep append-only.
 A capture writes as few pages (WAL frames, each synced at commit) as it can: transaction rows are
 never deleted, so their rowids grow without ``AUTOINCREMENT`` (no ``sqlite_sequence`` page); the
 offline position and the audit numbering ride on the newest row, whose page the insert writes
-anyway (no position table); the audit trail is one b-tree clustered by key (no key index); the
+anyway (no position table); the audit trail is one b-tree in capture order (no key index); the
 forwarder's work list indexes pending rows only; and WAL checkpoints run on a background
 connection (:mod:`~posbridge.host.queue.checkpointer`), never inside a capture's commit. A
 capture writes about 9 frames of 1 KiB (9 KiB) where schema version 1 wrote 8 of 2 KiB (16 KiB).
@@ -98,15 +98,18 @@ before schema versions: a full state index and an ``offline_position`` table), w
 :meth:`TransactionQueue._create_or_migrate` upgrades in one transaction."""
 
 _AUDIT_TABLE = """CREATE TABLE IF NOT EXISTS audit (
-    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
     id INTEGER NOT NULL,
+    key TEXT NOT NULL,
     at REAL NOT NULL,
     from_state TEXT,
     to_state TEXT NOT NULL,
     detail TEXT,
-    PRIMARY KEY (key, id)
+    PRIMARY KEY (seq, id)
 ) WITHOUT ROWID"""
-"""The audit trail, clustered by transaction key (one b-tree: no separate key index to write);
+"""The audit trail, clustered by the transaction's ``seq`` (one b-tree, no key index to write: a
+capture's entry lands at its end, on the page the previous capture's entry wrote; a transaction's
+entries are found from its key through the transactions key index);
 ``id`` numbers all entries in the order they were written: the newest transaction row keeps the
 last number in ``audit_seq`` (a capture's row carries its own entry's number; a later entry moves
 it through the ``audit_seq_follows`` trigger)."""
@@ -153,8 +156,8 @@ CREATE TRIGGER IF NOT EXISTS offline_enter AFTER UPDATE OF state ON transactions
         WHERE seq=(SELECT MAX(seq) FROM transactions); END;
 {_AUDIT_TABLE};
 CREATE TRIGGER IF NOT EXISTS audit_on_insert AFTER INSERT ON transactions
-    BEGIN INSERT INTO audit(key, id, at, from_state, to_state, detail)
-        VALUES (NEW.key, NEW.audit_seq, NEW.created_at, NULL, NEW.state,
+    BEGIN INSERT INTO audit(seq, id, key, at, from_state, to_state, detail)
+        VALUES (NEW.seq, NEW.audit_seq, NEW.key, NEW.created_at, NULL, NEW.state,
                 COALESCE(NEW.reason, NEW.source || ' capture'));
     END;
 CREATE TRIGGER IF NOT EXISTS audit_seq_follows AFTER INSERT ON audit WHEN NEW.from_state IS NOT NULL
@@ -202,8 +205,9 @@ DROP TRIGGER IF EXISTS audit_no_delete;
 DROP INDEX IF EXISTS audit_key;
 ALTER TABLE audit RENAME TO audit_v1;
 {_AUDIT_TABLE};
-INSERT INTO audit(key, id, at, from_state, to_state, detail)
-    SELECT key, id, at, from_state, to_state, detail FROM audit_v1;
+INSERT INTO audit(seq, id, key, at, from_state, to_state, detail)
+    SELECT COALESCE((SELECT seq FROM transactions WHERE transactions.key=audit_v1.key), 0), id, key, at,
+        from_state, to_state, detail FROM audit_v1;
 UPDATE transactions SET audit_seq=(SELECT COALESCE(MAX(id), 0) FROM audit_v1)
     WHERE seq=(SELECT MAX(seq) FROM transactions);
 DROP TABLE audit_v1;
@@ -511,8 +515,9 @@ class TransactionQueue:
         self, db: sqlite3.Connection, key: str, old: str | None, new: str, detail: str | None, now: float
     ) -> None:
         db.execute(
-            "INSERT INTO audit(key, id, at, from_state, to_state, detail) VALUES"
-            " (?, (SELECT audit_seq + 1 FROM transactions ORDER BY seq DESC LIMIT 1), ?, ?, ?, ?)",
+            "INSERT INTO audit(seq, id, key, at, from_state, to_state, detail) VALUES"
+            " ((SELECT seq FROM transactions WHERE key=?1),"
+            " (SELECT audit_seq + 1 FROM transactions ORDER BY seq DESC LIMIT 1), ?1, ?2, ?3, ?4, ?5)",
             (key, now, old, new, redact_pans(detail) if detail else None),
         )
 
@@ -878,7 +883,7 @@ class TransactionQueue:
         query = "SELECT key, at, from_state, to_state, detail FROM audit"
         params: tuple[str, ...] = ()
         if key is not None:
-            query, params = query + " WHERE key=?", (key,)
+            query, params = query + " WHERE seq=(SELECT seq FROM transactions WHERE key=?)", (key,)
         with self._lock:
             return [AuditEntry(*row) for row in self._db.execute(query + " ORDER BY id", params)]
 
