@@ -19,10 +19,10 @@ appends a row to the ``audit`` table, which triggers keep append-only.
 A capture writes as few pages (WAL frames, each synced at commit) as it can: transaction rows are
 never deleted, so their rowids grow without ``AUTOINCREMENT`` (no ``sqlite_sequence`` page); the
 offline position and the audit numbering ride on the newest row, whose page the insert writes
-anyway (no position table); the audit trail is one b-tree in capture order (no key index); the
+anyway (no position table); the audit trail is one rowid b-tree appended to (no key index); the
 forwarder's work list indexes pending rows only; and WAL checkpoints run on a background
 connection (:mod:`~posbridge.host.queue.checkpointer`), never inside a capture's commit. A
-capture writes about 9 frames of 1 KiB (9 KiB) where schema version 1 wrote 8 of 2 KiB (16 KiB).
+capture writes about 8 frames of 1 KiB (8 KiB) where schema version 1 wrote 8 of 2 KiB (16 KiB).
 """
 
 from __future__ import annotations
@@ -98,21 +98,19 @@ before schema versions: a full state index and an ``offline_position`` table), w
 :meth:`TransactionQueue._create_or_migrate` upgrades in one transaction."""
 
 _AUDIT_TABLE = """CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER NOT NULL,
-    id INTEGER NOT NULL,
+    id INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
     at REAL NOT NULL,
     from_state TEXT,
     to_state TEXT NOT NULL,
     detail TEXT,
-    PRIMARY KEY (seq, id)
-) WITHOUT ROWID"""
-"""The audit trail, clustered by the transaction's ``seq`` (one b-tree, no key index to write: a
-capture's entry lands at its end, on the page the previous capture's entry wrote; a transaction's
-entries are found from its key through the transactions key index);
-``id`` numbers all entries in the order they were written: the newest transaction row keeps the
-last number in ``audit_seq`` (a capture's row carries its own entry's number; a later entry moves
-it through the ``audit_seq_follows`` trigger)."""
+    previous INTEGER
+)"""
+"""The audit trail in the order it was written (``id``). A capture's entry is appended to the
+end of one rowid b-tree (the cheapest write SQLite has) and no key index is kept: each entry
+links to the transaction's ``previous`` entry and the transaction row holds its latest one
+(``last_audit``), so a transaction's trail is a walk back from its row (a handful of rowid
+lookups). Every entry also names its ``key``."""
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS transactions (
@@ -141,7 +139,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     published_at REAL,
     offline_count INTEGER NOT NULL DEFAULT 0,
     offline_total INTEGER NOT NULL DEFAULT 0,
-    audit_seq INTEGER NOT NULL DEFAULT 0
+    last_audit INTEGER
 );
 CREATE INDEX IF NOT EXISTS transactions_pending ON transactions(seq, next_attempt_at)
     WHERE state IN {PENDING_SQL};
@@ -156,13 +154,10 @@ CREATE TRIGGER IF NOT EXISTS offline_enter AFTER UPDATE OF state ON transactions
         WHERE seq=(SELECT MAX(seq) FROM transactions); END;
 {_AUDIT_TABLE};
 CREATE TRIGGER IF NOT EXISTS audit_on_insert AFTER INSERT ON transactions
-    BEGIN INSERT INTO audit(seq, id, key, at, from_state, to_state, detail)
-        VALUES (NEW.seq, NEW.audit_seq, NEW.key, NEW.created_at, NULL, NEW.state,
+    BEGIN INSERT INTO audit(id, key, at, from_state, to_state, detail)
+        VALUES (NEW.last_audit, NEW.key, NEW.created_at, NULL, NEW.state,
                 COALESCE(NEW.reason, NEW.source || ' capture'));
     END;
-CREATE TRIGGER IF NOT EXISTS audit_seq_follows AFTER INSERT ON audit WHEN NEW.from_state IS NOT NULL
-    BEGIN UPDATE transactions SET audit_seq=NEW.id
-        WHERE seq=(SELECT MAX(seq) FROM transactions) AND audit_seq<NEW.id; END;
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -189,7 +184,8 @@ pending rows only, so answered rows stop costing index pages."""
 _MIGRATE_FROM_1 = f"""
 ALTER TABLE transactions ADD COLUMN offline_count INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE transactions ADD COLUMN offline_total INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE transactions ADD COLUMN audit_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE transactions ADD COLUMN last_audit INTEGER;
+ALTER TABLE audit ADD COLUMN previous INTEGER;
 UPDATE transactions SET
     offline_count=(SELECT COUNT(*) FROM transactions WHERE state IN {PENDING_SQL}),
     offline_total=(SELECT COALESCE(SUM(amount), 0) FROM transactions WHERE state IN {PENDING_SQL})
@@ -202,36 +198,32 @@ DROP INDEX IF EXISTS transactions_state;
 DROP TRIGGER IF EXISTS audit_on_insert;
 DROP TRIGGER IF EXISTS audit_no_update;
 DROP TRIGGER IF EXISTS audit_no_delete;
+UPDATE audit SET previous=(SELECT MAX(earlier.id) FROM audit AS earlier
+    WHERE earlier.key=audit.key AND earlier.id<audit.id);
+UPDATE transactions SET last_audit=(SELECT MAX(id) FROM audit WHERE audit.key=transactions.key);
 DROP INDEX IF EXISTS audit_key;
-ALTER TABLE audit RENAME TO audit_v1;
-{_AUDIT_TABLE};
-INSERT INTO audit(seq, id, key, at, from_state, to_state, detail)
-    SELECT COALESCE((SELECT seq FROM transactions WHERE transactions.key=audit_v1.key), 0), id, key, at,
-        from_state, to_state, detail FROM audit_v1;
-UPDATE transactions SET audit_seq=(SELECT COALESCE(MAX(id), 0) FROM audit_v1)
-    WHERE seq=(SELECT MAX(seq) FROM transactions);
-DROP TABLE audit_v1;
 """
 """Version 1 -> 2: the offline position moves from its own table onto the newest row (recounted
 from the rows themselves), the full state index gives way to the partial pending index, and the
-audit trail is copied entry by entry (same numbers) into its clustered table."""
+audit entries are linked to each transaction's previous one (numbers unchanged) in place of the
+audit key index."""
 
 _CAPTURE_LOOKUP = (
     "SELECT (SELECT state FROM transactions WHERE key=?1),"
     " COALESCE(SUM(amount=?2 AND created_at>?3), 0), COALESCE(SUM(created_at>?4), 0),"
     " (SELECT offline_count FROM transactions ORDER BY seq DESC LIMIT 1),"
     " (SELECT offline_total FROM transactions ORDER BY seq DESC LIMIT 1),"
-    " (SELECT audit_seq FROM transactions ORDER BY seq DESC LIMIT 1)"
+    " (SELECT MAX(id) FROM audit)"
     " FROM transactions WHERE card_id=?5 AND created_at>?6 AND state!='refused'"
 )
 """One statement per capture: the key's state if it exists, the card's captures within the
-duplicate window at the same amount and within the velocity window, the offline position and the
-number of the last audit entry (from the newest row)."""
+duplicate window at the same amount and within the velocity window, the offline position (from
+the newest row) and the number of the last audit entry."""
 
 _INSERT_TRANSACTION = (
     "INSERT INTO transactions(key, amount, currency, lane, source, state, masked, card_id, customer,"
     " reason, created_at, updated_at, nonce, sealed, wrapped_key, dukpt_ksn, dukpt_ciphertext,"
-    " dukpt_scheme, offline_count, offline_total, audit_seq)"
+    " dukpt_scheme, offline_count, offline_total, last_audit)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
@@ -514,12 +506,13 @@ class TransactionQueue:
     def _audit(
         self, db: sqlite3.Connection, key: str, old: str | None, new: str, detail: str | None, now: float
     ) -> None:
-        db.execute(
-            "INSERT INTO audit(seq, id, key, at, from_state, to_state, detail) VALUES"
-            " ((SELECT seq FROM transactions WHERE key=?1),"
-            " (SELECT audit_seq + 1 FROM transactions ORDER BY seq DESC LIMIT 1), ?1, ?2, ?3, ?4, ?5)",
+        """Append an audit entry for ``key`` linked to its previous one, and make it the latest."""
+        entry = db.execute(
+            "INSERT INTO audit(key, at, from_state, to_state, detail, previous) VALUES"
+            " (?1, ?2, ?3, ?4, ?5, (SELECT last_audit FROM transactions WHERE key=?1))",
             (key, now, old, new, redact_pans(detail) if detail else None),
-        )
+        ).lastrowid
+        db.execute("UPDATE transactions SET last_audit=? WHERE key=?", (entry, key))
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database and truncate it (so overwritten card data leaves the WAL)."""
@@ -665,7 +658,7 @@ class TransactionQueue:
         """
         duplicate_since = now - self.rules.duplicate_window_s
         velocity_since = now - self.rules.velocity_window_s
-        state, duplicate, recent, count, total, audit_seq = self._db.execute(
+        state, duplicate, recent, count, total, last_audit = self._db.execute(
             _CAPTURE_LOOKUP,
             (
                 key,
@@ -678,7 +671,7 @@ class TransactionQueue:
         ).fetchone()
         if state is not None:
             return state, None, None
-        position = (count or 0, total or 0, audit_seq or 0)
+        position = (count or 0, total or 0, last_audit or 0)
         masked = request.masked
         alert = static_alert or self._history_alert(request, key, masked, duplicate, recent, now)
         if alert is not None:
@@ -798,9 +791,10 @@ class TransactionQueue:
 
         Only a captured row keeps card data (``sealed`` or the DUKPT payload); a refused one none.
         ``position`` is the offline count, total and last audit entry number before this row; the
-        row stores them as they are after it (it is now the newest row, which carries them).
+        row stores the position after it (it is now the newest row, which carries it) and the
+        number of its own audit entry.
         """
-        count, total, audit_seq = position
+        count, total, last_audit = position
         if state is State.CAPTURED:
             count, total = count + 1, total + request.amount
         encrypted = request.encrypted if state is State.CAPTURED else None
@@ -827,7 +821,7 @@ class TransactionQueue:
                 encrypted.scheme if encrypted else None,
                 count,
                 total,
-                audit_seq + 1,
+                last_audit + 1,
             ),
         )
 
@@ -883,7 +877,12 @@ class TransactionQueue:
         query = "SELECT key, at, from_state, to_state, detail FROM audit"
         params: tuple[str, ...] = ()
         if key is not None:
-            query, params = query + " WHERE seq=(SELECT seq FROM transactions WHERE key=?)", (key,)
+            query = (
+                "WITH RECURSIVE trail(id) AS (SELECT last_audit FROM transactions WHERE key=?"
+                " UNION ALL SELECT audit.previous FROM audit JOIN trail ON audit.id=trail.id"
+                " WHERE audit.previous IS NOT NULL) " + query + " WHERE id IN trail"
+            )
+            params = (key,)
         with self._lock:
             return [AuditEntry(*row) for row in self._db.execute(query + " ORDER BY id", params)]
 
