@@ -36,8 +36,7 @@ from dataclasses import dataclass
 from posbridge.hardware.ble.scene import Path, Radio, Scene, SimBeacon
 from posbridge.host.checkin import CheckInTracker
 from posbridge.host.customers import Customer, CustomerRegistry
-from posbridge.protocols.beacons import AltBeacon, EddystoneUid, IBeacon, Sighting, parse_advertisement
-from posbridge.protocols.errors import AdvertisementError
+from posbridge.protocols.beacons import AltBeacon, EddystoneUid, IBeacon, beacon_sightings
 from posbridge.protocols.types import Advertisement, CheckIn, CheckOut, PresenceEvent
 
 DOOR = (8.0, 0.0)
@@ -74,13 +73,8 @@ def person(rng: random.Random, index: int, path: Path, seed: int) -> Iterable[Ad
 def run(tracker: CheckInTracker, adverts: Iterable[Advertisement]) -> list[PresenceEvent]:
     """The check-in pipeline as the scanner drives it: parse, skip malformed, observe; flush at the end."""
     events: list[PresenceEvent] = []
-    for advertisement in adverts:
-        try:
-            frames = parse_advertisement(advertisement)
-        except AdvertisementError:
-            continue
-        if frames:
-            events.extend(tracker.observe(Sighting(advertisement, frames)))
+    for sighting in beacon_sightings(adverts):
+        events.extend(tracker.observe(sighting))
     events.extend(tracker.flush())
     return events
 

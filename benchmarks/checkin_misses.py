@@ -32,8 +32,7 @@ from types import ModuleType
 
 from posbridge.hardware.ble.scene import Path, Radio, Scene
 from posbridge.host.checkin import CheckInSettings, CheckInTracker
-from posbridge.protocols.beacons import Sighting, parse_advertisement
-from posbridge.protocols.errors import AdvertisementError
+from posbridge.protocols.beacons import Sighting, beacon_sightings
 from posbridge.protocols.types import Advertisement, CheckIn, CheckOut, PresenceEvent
 
 
@@ -96,15 +95,7 @@ def record(visits: int, far: int, seed: int) -> tuple[list[Person], list[Person]
 
 
 def parsed(adverts: Iterable[Advertisement]) -> list[Sighting]:
-    sightings = []
-    for advertisement in adverts:
-        try:
-            frames = parse_advertisement(advertisement)
-        except AdvertisementError:
-            continue
-        if frames:
-            sightings.append(Sighting(advertisement, frames))
-    return sightings
+    return list(beacon_sightings(adverts))
 
 
 SETTINGS = CheckInSettings()

@@ -6,8 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from posbridge.hardware.ble.scene import Path, Radio, Scene, SimBeacon
 from posbridge.host.checkin import CheckInTracker
-from posbridge.protocols.beacons import IBeacon, Sighting, parse_advertisement
-from posbridge.protocols.errors import AdvertisementError
+from posbridge.protocols.beacons import IBeacon, beacon_sightings
 from posbridge.protocols.types import Advertisement, PresenceEvent
 
 UUID = "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
@@ -32,13 +31,8 @@ def feed(
 ) -> list[PresenceEvent]:
     """What the scanner and ``CheckInTracker.track`` do: parse, skip malformed and non-beacons, observe."""
     events: list[PresenceEvent] = []
-    for advertisement in adverts:
-        try:
-            frames = parse_advertisement(advertisement)
-        except AdvertisementError:
-            continue
-        if frames:
-            events.extend(tracker.observe(Sighting(advertisement, frames)))
+    for sighting in beacon_sightings(adverts):
+        events.extend(tracker.observe(sighting))
     if flush:
         events.extend(tracker.flush())
     return events

@@ -20,7 +20,9 @@ from posbridge.protocols.beacons import (
     EidRegistration,
     EidResolver,
     IBeacon,
+    Sighting,
     advertisement_from_ad,
+    beacon_sightings,
     build_ad_structures,
     build_advertisement,
     canonical_beacon_id,
@@ -32,6 +34,7 @@ from posbridge.protocols.beacons import (
     parse_payloads,
 )
 from posbridge.protocols.errors import AdvertisementError, KeyMaterialError, ParseError
+from posbridge.protocols.types import Advertisement
 
 IBEACON = bytes.fromhex("0215e2c56db5dffb48d2b060d0f5a71096e000010002c5")
 
@@ -202,3 +205,18 @@ def test_resolver_maps_current_and_neighbouring_eids_to_the_stable_id() -> None:
     assert resolver.resolve(registration.eid_at(later), later) == registration.beacon_id
     assert "identity_key" not in repr(registration)
     assert registration.beacon_id.value == f"eddystone-eid:{compute_eid(KEY, 10, 0).hex()}"
+
+
+def test_beacon_sightings_skip_malformed_and_non_beacon_adverts() -> None:
+    beacon = IBeacon("e2c56db5-dffb-48d2-b060-d0f5a71096e0", 1, 2, -59)
+    good = build_advertisement([beacon], address="AA:BB:CC:DD:EE:01", rssi=-50)
+    malformed = Advertisement(t=0.0, address="AA:BB:CC:DD:EE:02", rssi=-50,
+                              manufacturer_data={APPLE_COMPANY_ID: bytes.fromhex("0215") + b"\x01\x02"})
+    other = Advertisement(t=0.0, address="AA:BB:CC:DD:EE:03", rssi=-50,
+                          manufacturer_data={APPLE_COMPANY_ID: bytes.fromhex("1005031c")})
+    with pytest.raises(AdvertisementError):
+        Sighting.of(malformed)
+    assert Sighting.of(other) is None
+    sightings = list(beacon_sightings([malformed, good, other, good]))
+    assert [sighting.advertisement for sighting in sightings] == [good, good]
+    assert all(sighting.frames == (beacon,) for sighting in sightings)

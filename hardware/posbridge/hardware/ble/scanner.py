@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import ClassVar, Self, TypeVar
 from urllib.parse import parse_qsl, unquote
 
-from posbridge.protocols.beacons import Sighting, parse_advertisement
+from posbridge.protocols.beacons import Sighting
 from posbridge.protocols.errors import AdvertisementError, UsageError
 from posbridge.protocols.types import Advertisement
 
@@ -76,13 +76,13 @@ class BeaconScanner(abc.ABC):
         """
         async for advertisement in self:
             try:
-                frames = parse_advertisement(advertisement)
+                sighting = Sighting.of(advertisement)
             except AdvertisementError:
                 self.stats.malformed += 1
                 continue
-            if frames:
+            if sighting is not None:
                 self.stats.beacons += 1
-                yield Sighting(advertisement, frames)
+                yield sighting
             else:
                 self.stats.other += 1
 

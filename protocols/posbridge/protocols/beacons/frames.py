@@ -24,7 +24,7 @@ a payload that claims a beacon format but breaks it raises :class:`Advertisement
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -467,7 +467,27 @@ class Sighting:
     advertisement: Advertisement
     frames: tuple[BeaconFrame, ...]
 
+    @classmethod
+    def of(cls, advertisement: Advertisement) -> Sighting | None:
+        """The sighting ``advertisement`` makes, or ``None`` when it carries no beacon frame.
+
+        Raises :class:`AdvertisementError` when a beacon payload in it is malformed.
+        """
+        frames = parse_advertisement(advertisement)
+        return cls(advertisement, frames) if frames else None
+
     @property
     def identity(self) -> IdentityFrame | None:
         """The frame that names the beacon, if any."""
         return identity_frame(self.frames)
+
+
+def beacon_sightings(adverts: Iterable[Advertisement]) -> Iterator[Sighting]:
+    """The sightings in a stream of advertisements, skipping malformed ones and those without a beacon."""
+    for advertisement in adverts:
+        try:
+            sighting = Sighting.of(advertisement)
+        except AdvertisementError:
+            continue
+        if sighting is not None:
+            yield sighting
