@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+
+import pytest
 
 from .conftest import clear_pans, posbridge
 
@@ -30,3 +33,17 @@ def test_demo_rejects_a_bad_console_address(isolated_env: Path) -> None:
     result = posbridge("demo", "--duration", "1", "--console", "localhost")
     assert result.returncode == 2
     assert "--console must be HOST:PORT" in result.stderr
+
+
+def test_demo_serves_the_console_elsewhere_when_8080_is_taken(isolated_env: Path) -> None:
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 8080))
+        except OSError:
+            pytest.skip("port 8080 is in use by something else; the fallback is then exercised anyway")
+        taken.listen()
+        result = posbridge("demo", "--duration", "3")
+    assert result.returncode == 0, result.stderr
+    served = [line for line in result.stdout.splitlines() if "console on http://127.0.0.1:" in line]
+    assert served
+    assert ":8080/" not in served[0]

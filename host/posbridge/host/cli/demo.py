@@ -41,8 +41,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     """Add the demo's options."""
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, metavar="S",
                         help=f"seconds until the demo ends by itself (default {DEFAULT_DURATION_S:g})")
-    parser.add_argument("--console", default="127.0.0.1:8080", metavar="HOST:PORT",
-                        help="where to serve the merchant console (default 127.0.0.1:8080; port 0: any)")
+    parser.add_argument("--console", default=None, metavar="HOST:PORT",
+                        help="where to serve the merchant console (default 127.0.0.1:8080, or any free "
+                             "port when 8080 is taken; port 0: any)")
     parser.add_argument("--state-dir", default=None, metavar="DIR",
                         help="directory for the demo's database and logs (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=20261126, help="random seed of the scripted shop")
@@ -379,9 +380,21 @@ class DemoShop:
             await asyncio.sleep(rest)
 
 
+def _default_console() -> tuple[str, int]:
+    """127.0.0.1:8080 when it is free, else any free port (the demo must run on a busy desktop too)."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", 8080))
+        except OSError:
+            return "127.0.0.1", 0
+    return "127.0.0.1", 8080
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit code."""
-    console = parse_host_port(args.console)
+    console = parse_host_port(args.console) if args.console is not None else _default_console()
     started = time.monotonic()
 
     def on_line(text: str) -> None:
