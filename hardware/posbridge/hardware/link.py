@@ -25,7 +25,7 @@ import os
 import random
 import threading
 import time
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import serial
 from posbridge.hardware._resource import ClosingResource
@@ -268,6 +268,16 @@ def _fault_link(url: str, baudrate: int, read_timeout: float) -> FaultyLink:
         raise
 
 
+def _require_host_and_port(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise UsageError(f"not a usable link URL: {url} ({error})", url=url) from None
+    if not parts.hostname or port is None:
+        raise UsageError(f"{url} needs a host and a port: socket://host:port", url=url)
+
+
 def open_link(
     url: str, *, baudrate: int = DEFAULT_BAUDRATE, read_timeout: float = DEFAULT_READ_TIMEOUT_S
 ) -> Link:
@@ -276,6 +286,8 @@ def open_link(
         raise UsageError("an empty link URL; try /dev/ttyACM0, socket://host:port or loop://")
     if url.startswith("fault://"):
         return _fault_link(url, baudrate, read_timeout)
+    if url.startswith("socket://"):
+        _require_host_and_port(url)
     target = url
     if url.startswith(("/", "COM")) and "?" in url:
         target, _, query = url.partition("?")

@@ -216,7 +216,9 @@ class SerialDongle:
     """A dongle on a serial link: ``async for event in SerialDongle(url): ...``.
 
     Opening and reading happen on a thread (started by :meth:`start`, or on first iteration);
-    :meth:`close` stops it. The link is reopened every ``reconnect_s`` while it is unavailable.
+    :meth:`close` stops it. The link is reopened every ``reconnect_s`` while it is unavailable;
+    with ``wait_for_device=False`` a link that cannot be opened the first time raises its
+    :class:`DeviceError` from the iteration instead (a one-off command naming a wrong device).
     """
 
     def __init__(
@@ -227,9 +229,11 @@ class SerialDongle:
         hello_interval_s: float = 0.25,
         read_timeout_s: float = 0.01,
         link_factory: Callable[[str], Link] | None = None,
+        wait_for_device: bool = True,
     ) -> None:
         self.url = url
         self.reconnect_s = reconnect_s
+        self.wait_for_device = wait_for_device
         self.hello_interval_s = hello_interval_s
         self.session = DongleSession()
         self._link_factory = link_factory or (
@@ -272,6 +276,8 @@ class SerialDongle:
                 try:
                     link = self._link_factory(self.url)
                 except DeviceError as error:
+                    if self._opened == 0 and not self.wait_for_device:
+                        raise
                     log.debug("dongle link %s unavailable: %s", self.url, error)
                     self._stop.wait(self.reconnect_s)
                     continue

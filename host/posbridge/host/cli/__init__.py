@@ -6,8 +6,9 @@ line), ``register(parser)`` (adds its arguments and ``set_defaults(handler=run)`
 modules import heavy libraries inside ``run`` so that ``posbridge --help`` and short commands
 start fast.
 
-Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback), 1 a failure
-inside posbridge, 130 interrupted.
+Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback; a file or device
+the user named that does not exist counts as bad input), 1 a failure inside posbridge,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import NoReturn
 from posbridge.protocols.cards import redact_pans
 from posbridge.protocols.errors import (
     ConfigError,
+    DeviceNotFound,
     KeyMaterialError,
     ParseError,
     PosBridgeError,
@@ -87,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(handler(args))
-    except (ParseError, UsageError, ConfigError, KeyMaterialError) as error:
+    except (ParseError, UsageError, ConfigError, KeyMaterialError, DeviceNotFound) as error:
         return _fail(f"error: {error}", EXIT_USAGE)
     except PosBridgeError as error:
         return _fail(f"failed: {error}", EXIT_FAILURE)

@@ -46,7 +46,7 @@ async def _listen(args: argparse.Namespace) -> int:
     count = getattr(args, "count", None)
     duration = getattr(args, "duration", None)
     seen = 0
-    dongle = SerialDongle(args.link)
+    dongle = SerialDongle(args.link, wait_for_device=False)
     deadline = None if duration is None else time.monotonic() + duration
     try:
         async with dongle:

@@ -1,0 +1,67 @@
+"""Bad input to any ``posbridge`` subcommand: exit 2, one stderr line, no traceback, no hang.
+
+Each case runs the real console script in a temporary directory under a timeout (DESIGN.md,
+"The command line": 2 for bad input or usage, one clear line on stderr).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+POSBRIDGE = str(Path(sys.executable).with_name("posbridge"))
+TIMEOUT_S = 20
+
+
+def run_posbridge(args: list[str], cwd: Path, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+    """Run ``posbridge ARGS`` in ``cwd`` with ``stdin``; fail the test on a hang."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("POSBRIDGE_")}
+    completed = subprocess.run(
+        [POSBRIDGE, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        timeout=TIMEOUT_S,
+        env=environment,
+        check=False,
+    )
+    return subprocess.CompletedProcess(
+        completed.args,
+        completed.returncode,
+        completed.stdout.decode(errors="replace"),
+        completed.stderr.decode(errors="replace"),
+    )
+
+
+def assert_usage_error(result: subprocess.CompletedProcess[str]) -> None:
+    """Exit 2 with exactly one line on stderr and no traceback."""
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "internal error" not in result.stderr
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A temporary directory holding a directory, an empty file and a garbage file."""
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "empty.bin").write_bytes(b"")
+    (tmp_path / "garbage.bin").write_bytes(bytes(range(128, 256)) * 20)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["listen", "--link", "socket://"],
+        ["listen", "--link", "socket://host:port"],
+        ["listen", "--link", "/dev/posbridge-no-such-tty"],
+        ["listen", "--audio", "wav://missing.wav"],
+    ],
+)
+def test_bad_link_or_missing_device_is_a_usage_error(args: list[str], workdir: Path) -> None:
+    assert_usage_error(run_posbridge(args, workdir))
