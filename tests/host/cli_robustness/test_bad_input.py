@@ -65,3 +65,13 @@ def workdir(tmp_path: Path) -> Path:
 )
 def test_bad_link_or_missing_device_is_a_usage_error(args: list[str], workdir: Path) -> None:
     assert_usage_error(run_posbridge(args, workdir))
+
+
+@pytest.mark.parametrize("target", ["adir", "garbage.bin"])
+@pytest.mark.parametrize(
+    "command", [["listen", "--audio"], ["modem", "rx", "--profile", "bell202", "--audio"]]
+)
+def test_wav_url_to_a_directory_or_garbage_is_a_usage_error(
+    command: list[str], target: str, workdir: Path
+) -> None:
+    assert_usage_error(run_posbridge([*command, f"wav://{target}"], workdir))

@@ -24,7 +24,7 @@ from posbridge.hardware.audio.wavfile import (
     parse_wav_header,
     sample_format,
 )
-from posbridge.protocols.errors import AudioFormatError, DeviceNotFound, UsageError
+from posbridge.protocols.errors import AudioFormatError, DeviceError, DeviceNotFound, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,22 @@ class WavAudioSource(AudioSource):
             handle = path.open("rb")
         except FileNotFoundError:
             raise DeviceNotFound(f"no such WAV file: {path}", url=url, path=str(path)) from None
+        except IsADirectoryError:
+            raise UsageError(f"{path} is a directory, not a WAV file", url=url, path=str(path)) from None
+        except OSError as error:
+            raise DeviceError(f"cannot read {path}: {error.strerror}", url=url, path=str(path)) from None
         with handle:
             if path.stat().st_size == 0:
                 raise AudioFormatError(f"{path}: the file is empty", path=str(path))
             self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        failure: AudioFormatError | None = None
         try:
             header = parse_wav_header(memoryview(self._map))
         except AudioFormatError as error:
-            self._map.close()
-            raise AudioFormatError(f"{path}: {error}", path=str(path)) from error
+            failure = AudioFormatError(f"{path}: {error}", path=str(path))
+        if failure is not None:
+            self._map.close()  # after the except block: its traceback no longer pins views of the map
+            raise failure
         super().__init__(url, header.rate, header.channels)
         try:
             _check_expected(url, "sample-rate", expected_rate, header.rate)
