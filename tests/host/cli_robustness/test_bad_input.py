@@ -75,3 +75,16 @@ def test_wav_url_to_a_directory_or_garbage_is_a_usage_error(
     command: list[str], target: str, workdir: Path
 ) -> None:
     assert_usage_error(run_posbridge([*command, f"wav://{target}"], workdir))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["modem", "rx", "--profile", "bell202", "missing.wav"],
+        ["modem", "rx", "--profile", "bell202", "adir"],
+        ["modem", "tx", "--profile", "bell202", "--test-card", "-o", "adir"],
+        ["modem", "tx", "--profile", "bell202", "--test-card", "-o", "no-such-folder/out.wav"],
+    ],
+)
+def test_modem_files_that_are_missing_or_directories(args: list[str], workdir: Path) -> None:
+    assert_usage_error(run_posbridge(args, workdir))

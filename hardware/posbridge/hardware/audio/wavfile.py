@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from posbridge.protocols.errors import AudioFormatError
+from posbridge.protocols.errors import AudioFormatError, DeviceError, DeviceNotFound, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -233,13 +233,25 @@ def decode_wav(data: bytes | memoryview) -> tuple[NDArray[np.float32], int]:
     return header.format.decode(body, header.channels), header.rate
 
 
+def _read_file(path: str | Path) -> bytes:
+    """The bytes of an audio file; typed errors for a missing file, a directory or an I/O failure."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DeviceNotFound(f"no such file: {path}", path=str(path)) from None
+    except IsADirectoryError:
+        raise AudioFormatError(f"{path} is a directory, not an audio file", path=str(path)) from None
+    except OSError as error:
+        raise DeviceError(f"cannot read {path}: {error.strerror or error}", path=str(path)) from error
+
+
 def read_wav(path: str | Path) -> tuple[NDArray[np.float32], int]:
     """Read a WAV file: ``(samples float32 (frames, channels) in [-1, 1), rate in Hz)``.
 
-    Raises :class:`AudioFormatError` when the file cannot be audio and ``OSError`` when it cannot
-    be read at all.
+    Raises :class:`AudioFormatError` when the file cannot be audio (or is a directory),
+    :class:`DeviceNotFound` when it does not exist and :class:`DeviceError` when it cannot be read.
     """
-    return decode_wav(Path(path).read_bytes())
+    return decode_wav(_read_file(path))
 
 
 def read_raw(
@@ -252,7 +264,7 @@ def read_raw(
     """
     check_stream_settings(rate, channels)
     sample = sample_format(fmt)
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    data = source if isinstance(source, bytes) else _read_file(source)
     frame = sample.frame_bytes(channels)
     if len(data) % frame:
         log.warning("raw PCM ends mid-frame; dropping %d trailing bytes", len(data) % frame)
@@ -289,5 +301,17 @@ def encode_wav(samples: NDArray[np.floating], rate: int, fmt: str = "s16le") -> 
 
 
 def write_wav(path: str | Path, samples: NDArray[np.floating], rate: int, fmt: str = "s16le") -> None:
-    """Write float samples ``(frames,)`` or ``(frames, channels)`` in [-1, 1] to a WAV file."""
-    Path(path).write_bytes(encode_wav(samples, rate, fmt))
+    """Write float samples ``(frames,)`` or ``(frames, channels)`` in [-1, 1] to a WAV file.
+
+    Raises :class:`DeviceNotFound` when the folder does not exist, :class:`UsageError` for a
+    directory and :class:`DeviceError` when the file cannot be written (no space, ...).
+    """
+    data = encode_wav(samples, rate, fmt)
+    try:
+        Path(path).write_bytes(data)
+    except FileNotFoundError:
+        raise DeviceNotFound(f"cannot write {path}: no such folder", path=str(path)) from None
+    except IsADirectoryError:
+        raise UsageError(f"cannot write {path}: it is a directory", path=str(path)) from None
+    except OSError as error:
+        raise DeviceError(f"cannot write {path}: {error.strerror or error}", path=str(path)) from error

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from posbridge.host.cli._output import add_output_options, emit_json, emit_line
 from posbridge.protocols.cards import redact_pans
-from posbridge.protocols.errors import ParseError, UsageError
+from posbridge.protocols.errors import DeviceNotFound, ParseError, UsageError
 
 COMMAND = "decode"
 HELP = "decode magstripe swipes in WAV or raw PCM recordings"
@@ -59,6 +59,8 @@ def input_files(paths: list[str], suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def _reason(error: Exception) -> str:
+    if isinstance(error, DeviceNotFound):
+        return "no such file or directory"
     if isinstance(error, OSError) and not isinstance(error, ParseError) and error.strerror:
         return error.strerror.lower()
     return str(error)
