@@ -96,6 +96,6 @@ def test_bad_input_exits_2_with_one_line(argv: list[str], capsys: pytest.Capture
     assert "Traceback" not in err
 
 
-def test_a_missing_recording_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["checkin", "--scanner", f"replay://{tmp_path / 'gone.jsonl'}", "--any-beacon"]) == 1
+def test_a_missing_recording_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["checkin", "--scanner", f"replay://{tmp_path / 'gone.jsonl'}", "--any-beacon"]) == 2
     assert "does not exist" in capsys.readouterr().err
