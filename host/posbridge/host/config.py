@@ -316,6 +316,8 @@ def _toml_values(path: Path) -> dict[str, tuple[Any, str]]:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file", key=None, path=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text", key=None, path=str(path)) from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}", key=None, path=str(path)) from None
     except tomllib.TOMLDecodeError as error:

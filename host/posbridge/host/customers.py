@@ -73,6 +73,10 @@ class CustomerRegistry:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(f"customer registry {path} does not exist", key="customers.registry") from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"customer registry {path} is not UTF-8 text", key="customers.registry"
+            ) from None
         except OSError as error:
             raise ConfigError(
                 f"cannot read customer registry {path}: {error.strerror}", key="customers.registry"

@@ -88,3 +88,20 @@ def test_wav_url_to_a_directory_or_garbage_is_a_usage_error(
 )
 def test_modem_files_that_are_missing_or_directories(args: list[str], workdir: Path) -> None:
     assert_usage_error(run_posbridge(args, workdir))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--config", "garbage.bin", "--check"],
+        ["doctor", "--config", "garbage.bin"],
+        ["checkin", "--scanner", "virtual://demo", "--registry", "garbage.bin"],
+        ["ble", "scan", "--scanner", "replay://garbage.bin"],
+        ["dongle", "provision", "--bdk-file", "garbage.bin", "--key-id", "FFFF9876543210", "--key-file", "k"],
+        ["queue", "list", "--queue", "q.db?key_file=garbage.bin"],
+    ],
+)
+def test_binary_garbage_where_text_is_expected(args: list[str], workdir: Path) -> None:
+    result = run_posbridge(args, workdir)
+    assert_usage_error(result)
+    assert "0x" not in result.stderr  # no byte of the file quoted back (it may be key material)

@@ -97,8 +97,20 @@ def loads(text: str, line: int = 0) -> Advertisement:
 
 
 def read_records(stream: IO[str]) -> Iterator[Advertisement]:
-    """Every advertisement of a recording (blank lines skipped)."""
-    for number, text in enumerate(stream, start=1):
+    """Every advertisement of a recording (blank lines skipped).
+
+    Raises :class:`ParseError` for a line that is not an advertisement or not UTF-8 text.
+    """
+    lines = iter(stream)
+    number = 0
+    while True:
+        number += 1
+        try:
+            text = next(lines)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            raise ParseError(f"scan record line {number}: not UTF-8 text", line=number) from None
         if text.strip():
             yield loads(text, number)
 

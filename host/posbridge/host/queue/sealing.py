@@ -41,6 +41,14 @@ class SealedRecord:
     wrapped_key: bytes = field(repr=False)
 
 
+def _read_key_text(path: Path) -> str:
+    """The text of a device key file; a file that is not ASCII is a :class:`KeyMaterialError`."""
+    try:
+        return path.read_text(encoding="ascii")
+    except UnicodeDecodeError:
+        raise KeyMaterialError(f"device key file {path} is not 64 hex digits") from None
+
+
 class DeviceKey:
     """The key-encrypting key of one lane (or of a fleet): wraps data keys, fingerprints PANs."""
 
@@ -63,8 +71,8 @@ class DeviceKey:
         """A device key from 64 hex digits."""
         try:
             return cls(bytes.fromhex(text.strip()))
-        except ValueError as error:
-            raise KeyMaterialError("a device key must be 64 hex digits") from error
+        except ValueError:
+            raise KeyMaterialError("a device key must be 64 hex digits") from None
 
     @classmethod
     def load_or_create(cls, path: Path) -> DeviceKey:
@@ -73,7 +81,7 @@ class DeviceKey:
         if from_env:
             return cls.from_hex(from_env)
         try:
-            return cls.from_hex(path.read_text(encoding="ascii"))
+            return cls.from_hex(_read_key_text(path))
         except FileNotFoundError:
             pass
         key = cls.generate()
@@ -81,7 +89,7 @@ class DeviceKey:
         try:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            return cls.from_hex(path.read_text(encoding="ascii"))
+            return cls.from_hex(_read_key_text(path))
         try:
             os.write(descriptor, key._key.hex().encode("ascii"))
             os.fsync(descriptor)
