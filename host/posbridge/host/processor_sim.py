@@ -51,8 +51,8 @@ from aiohttp import web
 from posbridge.host.queue.capture import card_from_track2
 from posbridge.host.queue.rules import card_expired
 from posbridge.protocols.cards import luhn_valid, mask_pan
-from posbridge.protocols.dukpt import decrypt_tracks
-from posbridge.protocols.errors import CryptoError, ParseError, UsageError
+from posbridge.protocols.dukpt import KeyType, decrypt_tracks
+from posbridge.protocols.errors import ConfigError, CryptoError, ParseError, UsageError
 from posbridge.protocols.magstripe import card_from_tracks
 from posbridge.protocols.types import EncryptedCardData, MaskedCard
 
@@ -125,6 +125,9 @@ class ProcessorSim:
         accounts: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        KeyType.for_key(bdk, "the BDK")
+        if max_amount < 0:
+            raise ConfigError(f"max_amount must not be negative, got {max_amount}", key="max_amount")
         self._bdk = bdk
         self.max_amount = max_amount
         self._decline_hashes = {self._hash(pan) for pan in decline_pans}
@@ -157,6 +160,8 @@ class ProcessorSim:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on ``host:port`` (0 = a free port) and return the base URL."""
+        if not 0 <= port <= 65535:
+            raise UsageError(f"port must be 0-65535, got {port}", port=port)
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)

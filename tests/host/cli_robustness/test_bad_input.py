@@ -105,3 +105,16 @@ def test_binary_garbage_where_text_is_expected(args: list[str], workdir: Path) -
     result = run_posbridge(args, workdir)
     assert_usage_error(result)
     assert "0x" not in result.stderr  # no byte of the file quoted back (it may be key material)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["processor-sim", "--port", "-1"],
+        ["processor-sim", "--port", "99999"],
+        ["processor-sim", "--bdk", "00"],
+        ["processor-sim", "--max-amount", "-5"],
+    ],
+)
+def test_processor_sim_refuses_bad_settings_instead_of_serving(args: list[str], workdir: Path) -> None:
+    assert_usage_error(run_posbridge(args, workdir))
