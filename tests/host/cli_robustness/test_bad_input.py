@@ -118,3 +118,8 @@ def test_binary_garbage_where_text_is_expected(args: list[str], workdir: Path) -
 )
 def test_processor_sim_refuses_bad_settings_instead_of_serving(args: list[str], workdir: Path) -> None:
     assert_usage_error(run_posbridge(args, workdir))
+
+
+@pytest.mark.parametrize("option", [["--state", "BOGUS"], ["--limit", "-1"]])
+def test_queue_list_refuses_an_unknown_state_or_a_negative_limit(option: list[str], workdir: Path) -> None:
+    assert_usage_error(run_posbridge(["queue", "list", "--queue", "q.db", *option], workdir))

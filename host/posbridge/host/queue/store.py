@@ -72,6 +72,7 @@ from posbridge.protocols.errors import (
     IllegalTransition,
     QueueError,
     UnknownTransaction,
+    UsageError,
 )
 from posbridge.protocols.types import (
     Card,
@@ -366,6 +367,15 @@ def _masked_fields(text: str | None) -> dict[str, Any] | None:
         return None
     value = json.loads(text)
     return dict(zip(_MASKED_FIELDS, value, strict=True)) if isinstance(value, list) else dict(value)
+
+
+def _state(name: TransactionState | str) -> TransactionState:
+    """The state called ``name``, or a :class:`UsageError` that lists the states."""
+    try:
+        return State(name)
+    except ValueError:
+        names = ", ".join(state.value for state in State)
+        raise UsageError(f"unknown transaction state {name!r}; one of {names}", state=name) from None
 
 
 def _statements(script: str) -> builtins.list[str]:
@@ -860,9 +870,14 @@ class TransactionQueue:
     def list(
         self, states: Iterable[TransactionState | str] | None = None, limit: int | None = None
     ) -> builtins.list[Transaction]:
-        """Transactions in capture order, optionally only those in ``states``."""
+        """Transactions in capture order, optionally only those in ``states``, at most ``limit`` (>= 0).
+
+        An unknown state name or a negative limit is a :class:`UsageError`.
+        """
         query, params = f"SELECT {self._COLUMNS} FROM transactions", []
-        wanted = [State(state).value for state in states] if states is not None else None
+        wanted = [_state(state).value for state in states] if states is not None else None
+        if limit is not None and limit < 0:
+            raise UsageError(f"a limit must not be negative, got {limit}", limit=limit)
         if wanted is not None:
             query += f" WHERE state IN ({','.join('?' * len(wanted))})"
             params.extend(wanted)
