@@ -123,3 +123,30 @@ def test_processor_sim_refuses_bad_settings_instead_of_serving(args: list[str], 
 @pytest.mark.parametrize("option", [["--state", "BOGUS"], ["--limit", "-1"]])
 def test_queue_list_refuses_an_unknown_state_or_a_negative_limit(option: list[str], workdir: Path) -> None:
     assert_usage_error(run_posbridge(["queue", "list", "--queue", "q.db", *option], workdir))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["listen", "--audio", "virtual://", "--duration", "-5"],
+        ["listen", "--audio", "virtual://", "--duration", "0"],
+        ["listen", "--link", "loop://", "--count", "0"],
+        ["demo", "--duration", "-5"],
+        ["demo", "--duration", "0"],
+        ["ble", "scan", "--scanner", "virtual://demo", "--duration", "nan"],
+    ],
+)
+def test_durations_and_counts_that_cannot_be_run(args: list[str], workdir: Path) -> None:
+    assert_usage_error(run_posbridge(args, workdir))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["listen", "--audio", "virtual://", "--reveal", "--save-swipes", "garbage.bin"],
+        ["demo", "--duration", "1", "--console", "127.0.0.1:0", "--state-dir", "garbage.bin"],
+        ["ble", "record", "-o", "adir", "--scanner", "virtual://demo", "--duration", "1"],
+    ],
+)
+def test_a_file_where_a_directory_is_expected_or_the_reverse(args: list[str], workdir: Path) -> None:
+    assert_usage_error(run_posbridge(args, workdir))

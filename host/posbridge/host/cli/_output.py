@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from pathlib import Path
 from typing import Any
+
+from posbridge.protocols.errors import UsageError
 
 
 def add_output_options(parser: argparse.ArgumentParser, reveal: bool = True) -> None:
@@ -34,3 +38,26 @@ def emit_line(text: str) -> None:
 def is_terminal() -> bool:
     """True when stdout is attached to a terminal (show progress and meters only then)."""
     return sys.stdout.isatty()
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse ``type`` for a duration in seconds: a finite number above 0 (else exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def ensure_directory(path: str | Path, option: str) -> Path:
+    """Create directory ``path`` (and its parents) if missing; :class:`UsageError` if it cannot be one."""
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"{option} {directory}: a file is in the way, not a directory") from None
+    except OSError as error:
+        raise UsageError(f"{option} {directory}: cannot create it: {error.strerror}") from None
+    return directory

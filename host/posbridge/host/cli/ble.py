@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from posbridge.host.cli._output import add_output_options, emit_json, emit_line
+from posbridge.host.cli._output import add_output_options, emit_json, emit_line, positive_seconds
 
 COMMAND = "ble"
 HELP = "record BLE advertisements to JSONL or list the beacons in range"
@@ -31,7 +31,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--scanner", default="bleak://", metavar="URL", help="advertisement source (default bleak://)"
         )
-        sub.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+        sub.add_argument(
+            "--duration", type=positive_seconds, default=None, metavar="S", help="stop after S seconds"
+        )
         sub.set_defaults(handler=run)
     parser.set_defaults(handler=run)
 
@@ -43,10 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     from posbridge.hardware.ble import open_scanner
     from posbridge.hardware.ble.jsonl import write_record
-    from posbridge.protocols.errors import DeviceError, UsageError
+    from posbridge.protocols.errors import UsageError
 
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError("--duration must be positive")
     scanner = open_scanner(args.scanner)
 
     async def record(stream: Any) -> None:
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                     try:
                         stream = open(args.output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
                     except OSError as error:
-                        raise DeviceError(f"cannot write {args.output}: {error.strerror}") from None
+                        raise UsageError(f"cannot write {args.output}: {error.strerror}") from None
                     job = record(stream)
             else:
                 job = scan()

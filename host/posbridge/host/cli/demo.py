@@ -24,7 +24,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from posbridge.host.cli._output import add_output_options, emit_json, emit_line
+from posbridge.host.cli._output import (
+    add_output_options,
+    emit_json,
+    emit_line,
+    ensure_directory,
+    positive_seconds,
+)
 
 COMMAND = "demo"
 HELP = "run a scripted shop on virtual hardware and serve the merchant console"
@@ -39,7 +45,7 @@ STOP_ALLOWANCE_S = 0.5
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the demo's options."""
-    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, metavar="S",
+    parser.add_argument("--duration", type=positive_seconds, default=DEFAULT_DURATION_S, metavar="S",
                         help=f"seconds until the demo ends by itself (default {DEFAULT_DURATION_S:g})")
     parser.add_argument("--console", default=None, metavar="HOST:PORT",
                         help="where to serve the merchant console (default 127.0.0.1:8080, or any free "
@@ -404,8 +410,7 @@ def run(args: argparse.Namespace) -> int:
             emit_line(f"[{time.monotonic() - started:6.2f}s] {text}")
 
     with tempfile.TemporaryDirectory(prefix="posbridge-demo-") as temporary:
-        state_dir = Path(args.state_dir) if args.state_dir else Path(temporary)
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir = ensure_directory(args.state_dir or temporary, "--state-dir")
         _log_to_file(state_dir / "posbridge.log")
         deadline = started + max(args.duration, 0.0) - STOP_ALLOWANCE_S
         asyncio.run(_run_demo(state_dir, console, args.seed, deadline, on_line))

@@ -21,7 +21,14 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from posbridge.host.cli._output import add_output_options, emit_json, emit_line, is_terminal
+from posbridge.host.cli._output import (
+    add_output_options,
+    emit_json,
+    emit_line,
+    ensure_directory,
+    is_terminal,
+    positive_seconds,
+)
 from posbridge.protocols.errors import UsageError
 
 if TYPE_CHECKING:
@@ -60,7 +67,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--count", type=int, default=None, metavar="N", help="stop after N swipes")
     parser.add_argument(
-        "--duration", type=float, default=None, metavar="S", help="stop after S seconds of audio"
+        "--duration", type=positive_seconds, default=None, metavar="S", help="stop after S seconds of audio"
     )
     add_output_options(parser)
     link_module = _link_module()
@@ -80,6 +87,8 @@ def _link_module() -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Listen until the source ends, ``--count`` swipes, ``--duration`` seconds or Ctrl-C."""
+    if args.count is not None and args.count < 1:
+        raise UsageError("--count must be at least 1")
     if args.link is not None:
         link_module = _link_module()
         if link_module is None:
@@ -88,15 +97,12 @@ def run(args: argparse.Namespace) -> int:
         return result
     if args.save_swipes is not None and not args.reveal:
         raise UsageError("--save-swipes writes card data to disk; it needs --reveal")
-    if args.count is not None and args.count < 1:
-        raise UsageError("--count must be at least 1")
     from posbridge.dsp.detector import SwipeDetector
     from posbridge.hardware.audio import open_audio
 
     save_dir = None
     if args.save_swipes is not None:
-        save_dir = Path(args.save_swipes)
-        save_dir.mkdir(parents=True, exist_ok=True)
+        save_dir = ensure_directory(args.save_swipes, "--save-swipes")
         sys.stderr.write(
             f"posbridge: warning: the WAV files in {save_dir} hold clear card data; "
             "keep them on a test bench and delete them when done\n"
