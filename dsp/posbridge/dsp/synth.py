@@ -83,6 +83,10 @@ class SwipeParams:
             raise ConfigError(f"speed_ramp must be 0.05-20, got {self.speed_ramp}", key="speed_ramp")
         if not 0 <= self.wobble < 0.9:
             raise ConfigError(f"wobble must be 0-0.9, got {self.wobble}", key="wobble")
+        for name in ("snr_db", "hum_db"):
+            level = getattr(self, name)
+            if level is not None and not math.isfinite(level):
+                raise ConfigError(f"{name} must be a finite number of dB, got {level}", key=name)
         if self.polarity not in (1, -1):
             raise ConfigError("polarity must be +1 or -1", key="polarity")
         if self.channels not in (1, 2):

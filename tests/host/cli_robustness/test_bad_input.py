@@ -150,3 +150,15 @@ def test_durations_and_counts_that_cannot_be_run(args: list[str], workdir: Path)
 )
 def test_a_file_where_a_directory_is_expected_or_the_reverse(args: list[str], workdir: Path) -> None:
     assert_usage_error(run_posbridge(args, workdir))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--snr", "nan"], ["--hum", "inf"], ["--expiry", "2901"], ["--name", "DOE"], ["--service-code", "2"]],
+)
+def test_synth_refuses_non_finite_levels_and_card_fields_without_pan(
+    options: list[str], workdir: Path
+) -> None:
+    result = run_posbridge(["synth", *options, "out.wav"], workdir)
+    assert_usage_error(result)
+    assert not (workdir / "out.wav").exists()

@@ -64,9 +64,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", choices=tuple(WAV_FORMATS), default="16", help="sample format (16)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: fresh each run)")
     parser.add_argument("--pan", default=None, help="a Luhn-valid test PAN instead of a random one")
-    parser.add_argument("--name", default="TEST/CARD", help="cardholder name with --pan (SURNAME/GIVEN)")
-    parser.add_argument("--expiry", default="3012", metavar="YYMM", help="expiry with --pan (YYMM)")
-    parser.add_argument("--service-code", default="101", metavar="NNN", help="service code with --pan")
+    parser.add_argument("--name", default=None, help="cardholder name with --pan (SURNAME/GIVEN; TEST/CARD)")
+    parser.add_argument("--expiry", default=None, metavar="YYMM", help="expiry with --pan (YYMM; 3012)")
+    parser.add_argument("--service-code", default=None, metavar="NNN", help="service code with --pan (101)")
     add_output_options(parser)
     parser.set_defaults(handler=run)
 
@@ -80,15 +80,19 @@ def run(args: argparse.Namespace) -> int:
     from posbridge.protocols.cards import luhn_valid
     from posbridge.protocols.types import Card, Direction, Track, TrackFormat
 
+    card_fields = {"--name": args.name, "--expiry": args.expiry, "--service-code": args.service_code}
+    if args.pan is None and any(value is not None for value in card_fields.values()):
+        given = ", ".join(option for option, value in card_fields.items() if value is not None)
+        raise UsageError(f"{given} describe the card of --pan; give --pan too")
     rng = np.random.default_rng(args.seed)
     if args.pan is not None:
         if not (args.pan.isdigit() and 12 <= len(args.pan) <= 19 and luhn_valid(args.pan)):
             raise UsageError("--pan must be a Luhn-valid 12-19 digit test number")
         card = Card(
             pan=args.pan,
-            expiry=args.expiry,
-            service_code=args.service_code,
-            name=args.name,
+            expiry=args.expiry or "3012",
+            service_code=args.service_code or "101",
+            name=args.name or "TEST/CARD",
             discretionary="000000",
         )
         specs = card_tracks(card)
