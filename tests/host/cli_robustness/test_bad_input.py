@@ -162,3 +162,8 @@ def test_synth_refuses_non_finite_levels_and_card_fields_without_pan(
     result = run_posbridge(["synth", *options, "out.wav"], workdir)
     assert_usage_error(result)
     assert not (workdir / "out.wav").exists()
+
+
+def test_modem_tx_refuses_a_sample_rate_no_sound_card_has(workdir: Path) -> None:
+    args = ["modem", "tx", "--profile", "bell202", "--test-card", "--rate", "1000000000", "-o", "x.wav"]
+    assert_usage_error(run_posbridge(args, workdir))

@@ -49,10 +49,14 @@ def burst_symbols(profile: ModemProfile, data: bytes) -> list[int]:
     return symbols
 
 
+#: The highest sample rate a modulator accepts (Hz): sound cards stop at 384 kHz.
+MAX_MODEM_RATE = 384_000
+
+
 class FskModulator:
     """Turns bytes into audio for one profile at one sample rate.
 
-    ``rate`` is in Hz (44100 or 48000 for ``fast``; any rate above 4.4 kHz for ``bell202``).
+    ``rate`` is in Hz (44100 or 48000 for ``fast``; 4.4 kHz to :data:`MAX_MODEM_RATE` for ``bell202``).
     ``amplitude`` is the peak sample value (``minimodem`` uses 1.0).
     """
 
@@ -64,6 +68,8 @@ class FskModulator:
             raise UsageError(f"sample rate {rate} Hz is too low for {self.profile.name}", rate=rate)
         if self.profile.kind == "burst" and self.rate < 8000:
             raise UsageError(f"sample rate {rate} Hz is too low for {self.profile.name}", rate=rate)
+        if self.rate > MAX_MODEM_RATE:
+            raise UsageError(f"sample rate {rate} Hz is above {MAX_MODEM_RATE} Hz", rate=rate)
 
     def modulate(self, data: bytes) -> NDArray[np.float32]:
         """Audio carrying ``data``: shape ``(n,)`` float32 samples in ``[-amplitude, amplitude]``.
