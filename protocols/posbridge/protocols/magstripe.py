@@ -232,7 +232,7 @@ def decode_track_bits(
 
 
 _TRACK1_B = re.compile(r"^B(?P<pan>\d{1,19})\^(?P<name>[^^]{0,26})\^(?P<rest>.*)$", re.DOTALL)
-_TRACK2_B = re.compile(r"^(?P<pan>\d{1,19})=(?P<rest>.*)$", re.DOTALL)
+_TRACK2_B = re.compile(r"^(?P<pan>\d{1,19})=(?P<rest>[0-9:;<=>?]*)\Z")
 
 
 @dataclass(frozen=True)
