@@ -79,8 +79,24 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _redact_unconfigured_logging() -> None:
+    """Put the redacting filter on the handler Python uses while no logging is configured.
+
+    Commands that do not call :func:`~posbridge.protocols.logs.configure_logging` still print
+    warnings through :data:`logging.lastResort`; a PAN in one is masked there too.
+    """
+    import logging
+
+    from posbridge.protocols.logs import RedactingFilter
+
+    last_resort = logging.lastResort
+    if last_resort is not None and not any(isinstance(item, RedactingFilter) for item in last_resort.filters):
+        last_resort.addFilter(RedactingFilter())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``posbridge`` console script; returns the exit code."""
+    _redact_unconfigured_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
