@@ -167,3 +167,36 @@ def test_synth_refuses_non_finite_levels_and_card_fields_without_pan(
 def test_modem_tx_refuses_a_sample_rate_no_sound_card_has(workdir: Path) -> None:
     args = ["modem", "tx", "--profile", "bell202", "--test-card", "--rate", "1000000000", "-o", "x.wav"]
     assert_usage_error(run_posbridge(args, workdir))
+
+
+def test_ctrl_c_stops_run_cleanly_with_exit_130(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    (tmp_path / "posbridge.toml").write_text("")
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("POSBRIDGE_")}
+    environment.update(POSBRIDGE_CONSOLE_PORT="0", POSBRIDGE_STATE_DIR=str(tmp_path / "state"))
+    process = subprocess.Popen(
+        [POSBRIDGE, "run", "--config", "posbridge.toml"],
+        cwd=tmp_path,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert process.stderr is not None
+        deadline = time.monotonic() + TIMEOUT_S
+        while "console on" not in process.stderr.readline() and time.monotonic() < deadline:
+            pass
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "stopped" in stderr

@@ -3,7 +3,8 @@
 Reads the configuration (keyword arguments > ``POSBRIDGE_*`` variables > ``posbridge.toml``),
 opens the configured readers, dongles, chip readers, scanner, queue and forwarder, serves the
 console with ``/healthz`` and ``/metrics``, and runs until SIGTERM or Ctrl-C, then shuts down
-gracefully: every read already handed over is captured before the queue closes.
+gracefully: every read already handed over is captured before the queue closes. Exit code 0
+after SIGTERM, 130 after Ctrl-C (SIGINT).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from posbridge.host.cli import EXIT_INTERRUPTED
 from posbridge.host.cli._output import add_output_options, emit_json, emit_line
 
 if TYPE_CHECKING:
@@ -51,22 +53,30 @@ def run(args: argparse.Namespace) -> int:
         emit_json({"event": text})
 
     on_line = on_json_line if args.json else None
-    asyncio.run(_serve(config, on_line))
-    return 0
+    stopped_by = asyncio.run(_serve(config, on_line))
+    return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else 0
 
 
-async def _serve(config: Config, on_line: Callable[[str], None] | None) -> None:
+async def _serve(config: Config, on_line: Callable[[str], None] | None) -> int | None:
+    """Run the lane until SIGTERM or SIGINT; the signal that stopped it (after a clean shutdown)."""
     from posbridge.host.lane import run_lane
 
     stop = asyncio.Event()
+    stopped_by: list[int] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        stopped_by.append(signum)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal, signum)
     try:
         await run_lane(config, stop, on_line=on_line)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+    return stopped_by[0] if stopped_by else None
 
 
 def _print_config(config: Config, as_json: bool) -> None:
