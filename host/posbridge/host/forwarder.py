@@ -31,13 +31,14 @@ import json
 import logging
 import random
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from posbridge.host.queue import OutboundPayment, ProcessorAnswer, QueueEvent, TransactionQueue
-from posbridge.protocols.errors import ProcessorRejected, ProcessorUnavailable
+from posbridge.protocols.errors import ProcessorRejected, ProcessorUnavailable, UsageError
 from posbridge.protocols.types import Transaction, TransactionState
 
 log = logging.getLogger("posbridge.forwarder")
@@ -171,6 +172,11 @@ class ProcessorClient:
     """HTTP/JSON client for the processor API (see :mod:`posbridge.host.processor_sim`)."""
 
     def __init__(self, base_url: str, *, timeout_s: float = 5.0, connections: int = 32) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise UsageError(f"a processor URL is http(s)://HOST[:PORT], got {base_url}", url=base_url)
+        if connections < 1:
+            raise UsageError(f"at least one connection is needed, got {connections}", connections=connections)
         self.base_url = base_url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.connections = connections

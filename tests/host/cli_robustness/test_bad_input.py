@@ -200,3 +200,17 @@ def test_ctrl_c_stops_run_cleanly_with_exit_130(tmp_path: Path) -> None:
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "stopped" in stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["queue", "list", "--queue", "sqlite:///{dir}/q.db?bogus=1"],
+        ["queue", "forward", "--queue", "sqlite:///{dir}/q.db", "--processor", "foo://x", "--once"],
+        ["queue", "forward", "--queue", "sqlite:///{dir}/q.db", "--concurrency", "0", "--once"],
+        ["queue", "export", "--queue", "sqlite:///{dir}/q.db", "--output", "adir"],
+        ["queue", "export", "--queue", "sqlite:///{dir}/q.db", "--output", "no-such-folder/x.csv"],
+    ],
+)
+def test_queue_refuses_bad_urls_settings_and_outputs(args: list[str], workdir: Path) -> None:
+    assert_usage_error(run_posbridge([arg.format(dir=workdir) for arg in args], workdir))

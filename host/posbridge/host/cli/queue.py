@@ -316,7 +316,11 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.action == "export":
             if args.output:
-                with open(args.output, "w", newline="", encoding="utf-8") as handle:
+                try:
+                    handle = open(args.output, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
+                except OSError as error:
+                    raise UsageError(f"cannot write {args.output}: {error.strerror}") from None
+                with handle:
                     _export(queue, handle)
             else:
                 _export(queue, sys.stdout)

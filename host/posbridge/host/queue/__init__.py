@@ -69,6 +69,9 @@ _LIMIT_PARAMS = {
 }
 
 
+_URL_PARAMS = {"lane", "key_file", "outbox", "stream", "subject", *_LIMIT_PARAMS}
+
+
 def _limits(params: dict[str, str], limits: OfflineLimits | None) -> OfflineLimits | None:
     chosen: dict[str, Any] = {}
     for name, (field_name, kind) in _LIMIT_PARAMS.items():
@@ -91,6 +94,10 @@ def open_queue(url: str, **options: Any) -> TransactionQueue:
     """
     parsed = urllib.parse.urlsplit(url)
     params = dict(urllib.parse.parse_qsl(parsed.query))
+    unknown = sorted(set(params) - _URL_PARAMS)
+    if unknown:
+        known = ", ".join(sorted(_URL_PARAMS))
+        raise UsageError(f"unknown queue URL parameter(s) {', '.join(unknown)} (known: {known})", url=url)
     if "lane" in params:
         options.setdefault("lane", params["lane"])
     if "key_file" in params:
