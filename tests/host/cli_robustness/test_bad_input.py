@@ -214,3 +214,10 @@ def test_ctrl_c_stops_run_cleanly_with_exit_130(tmp_path: Path) -> None:
 )
 def test_queue_refuses_bad_urls_settings_and_outputs(args: list[str], workdir: Path) -> None:
     assert_usage_error(run_posbridge([arg.format(dir=workdir) for arg in args], workdir))
+
+
+def test_queue_capture_of_an_amount_too_large_for_the_database(workdir: Path) -> None:
+    line = b'{"amount": 99999999999999999999999, "pan": "4111111111111111", "expiry": "3012"}\n'
+    result = run_posbridge(["queue", "capture", "--queue", f"sqlite:///{workdir}/q.db"], workdir, stdin=line)
+    assert_usage_error(result)
+    assert '"state":"invalid"' in result.stdout

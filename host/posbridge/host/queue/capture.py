@@ -35,6 +35,9 @@ class AccountHolder(Protocol):
     def account_token(self) -> str | None: ...
 
 
+#: The largest amount a capture may carry, in minor units (a signed 64-bit SQLite INTEGER).
+MAX_AMOUNT = 2**63 - 1
+
 def card_from_track2(text: str) -> Card:
     """A :class:`Card` from Track 2 text between the sentinels: ``PAN=YYMM<service code><discretionary>``.
 
@@ -67,6 +70,8 @@ class CaptureRequest:
     def __post_init__(self) -> None:
         if isinstance(self.amount, bool) or not isinstance(self.amount, int) or self.amount <= 0:
             raise ParseError("amount must be a positive whole number of minor units", field="amount")
+        if self.amount > MAX_AMOUNT:
+            raise ParseError(f"amount must be at most {MAX_AMOUNT} minor units", field="amount")
         if not (len(self.currency) == 3 and self.currency.isalpha() and self.currency.isupper()):
             raise ParseError("currency must be an ISO 4217 code such as USD", field="currency")
         if self.source not in SOURCES:
