@@ -221,3 +221,12 @@ def test_queue_capture_of_an_amount_too_large_for_the_database(workdir: Path) ->
     result = run_posbridge(["queue", "capture", "--queue", f"sqlite:///{workdir}/q.db"], workdir, stdin=line)
     assert_usage_error(result)
     assert '"state":"invalid"' in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["emv", "decode", ""], ["emv", "decode", " "], ["modem", "tx", "--profile", "bell202", "-o", "x.wav"]],
+)
+def test_nothing_to_decode_or_send_is_a_usage_error(args: list[str], workdir: Path) -> None:
+    assert_usage_error(run_posbridge(args, workdir))
+    assert not (workdir / "x.wav").exists()

@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         data = bytes.fromhex(text)
     except ValueError:
         raise UsageError("HEX must be pairs of hexadecimal digits") from None
+    if not data:
+        raise UsageError("HEX is empty: give the TLV bytes to decode")
     objects = parse_tlv(data, ff_padding=args.ff_padding, strict_lengths=args.strict_lengths)
     if args.json:
         emit_json({"tlv": [_node(item, args.reveal) for item in objects]})

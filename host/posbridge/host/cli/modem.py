@@ -71,6 +71,8 @@ def _transmit(args: argparse.Namespace) -> int:
         audio = reader.send(make_test_transcript(random.Random(args.seed)))
     else:
         data = sys.stdin.buffer.read()
+        if not data:
+            raise UsageError("nothing to send: standard input was empty (pipe bytes in, or use --test-card)")
         if args.raw:
             audio = reader.modulator.modulate(data)
         else:
