@@ -230,3 +230,10 @@ def test_queue_capture_of_an_amount_too_large_for_the_database(workdir: Path) ->
 def test_nothing_to_decode_or_send_is_a_usage_error(args: list[str], workdir: Path) -> None:
     assert_usage_error(run_posbridge(args, workdir))
     assert not (workdir / "x.wav").exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["synth", "x.wav"], ["demo", "--duration", "1", "--console", "127.0.0.1:0"]]
+)
+def test_a_negative_seed_is_a_usage_error(command: list[str], workdir: Path) -> None:
+    assert_usage_error(run_posbridge([*command, "--seed", "-1"], workdir))

@@ -51,6 +51,17 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def seed_number(text: str) -> int:
+    """An argparse ``type`` for a random seed: a whole number >= 0 (NumPy refuses negative seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed must not be negative, got {value}")
+    return value
+
+
 def ensure_directory(path: str | Path, option: str) -> Path:
     """Create directory ``path`` (and its parents) if missing; :class:`UsageError` if it cannot be one."""
     directory = Path(path)

@@ -30,6 +30,7 @@ from posbridge.host.cli._output import (
     emit_line,
     ensure_directory,
     positive_seconds,
+    seed_number,
 )
 
 COMMAND = "demo"
@@ -52,7 +53,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "port when 8080 is taken; port 0: any)")
     parser.add_argument("--state-dir", default=None, metavar="DIR",
                         help="directory for the demo's database and logs (default: a temporary one)")
-    parser.add_argument("--seed", type=int, default=20261126, help="random seed of the scripted shop")
+    parser.add_argument("--seed", type=seed_number, default=20261126, help="random seed of the scripted shop")
     add_output_options(parser, reveal=False)
     parser.set_defaults(handler=run)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from posbridge.host.cli._output import add_output_options, emit_json, emit_line
+from posbridge.host.cli._output import add_output_options, emit_json, emit_line, seed_number
 from posbridge.protocols.errors import ConfigError, UsageError
 
 COMMAND = "synth"
@@ -62,7 +62,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reverse", action="store_true", help="swipe the card backwards")
     parser.add_argument("--bits", choices=tuple(WAV_FORMATS), default="16", help="sample format (16)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: fresh each run)")
+    parser.add_argument("--seed", type=seed_number, default=None, help="random seed (default: fresh)")
     parser.add_argument("--pan", default=None, help="a Luhn-valid test PAN instead of a random one")
     parser.add_argument("--name", default=None, help="cardholder name with --pan (SURNAME/GIVEN; TEST/CARD)")
     parser.add_argument("--expiry", default=None, metavar="YYMM", help="expiry with --pan (YYMM; 3012)")
