@@ -6,6 +6,7 @@ Each case runs the real console script in a temporary directory under a timeout 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -237,3 +238,12 @@ def test_nothing_to_decode_or_send_is_a_usage_error(args: list[str], workdir: Pa
 )
 def test_a_negative_seed_is_a_usage_error(command: list[str], workdir: Path) -> None:
     assert_usage_error(run_posbridge([*command, "--seed", "-1"], workdir))
+
+
+@pytest.mark.parametrize("beacon", ["zzz", None])
+def test_queue_capture_refuses_a_check_in_without_a_valid_beacon(beacon: str | None, workdir: Path) -> None:
+    event = {"event": "check_in", "customer": "c1", **({"beacon": beacon} if beacon else {})}
+    line = (json.dumps(event) + "\n").encode()
+    result = run_posbridge(["queue", "capture", "--queue", f"sqlite:///{workdir}/q.db"], workdir, stdin=line)
+    assert_usage_error(result)
+    assert '"state":"invalid"' in result.stdout

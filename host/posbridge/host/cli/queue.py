@@ -143,8 +143,9 @@ def _line(transaction: Transaction) -> str:
 
 def _capture(queue: TransactionQueue) -> int:
     from posbridge.host.queue import CaptureRequest, ConfirmationRequired
+    from posbridge.protocols.beacons.ids import canonical_beacon_id
     from posbridge.protocols.errors import CaptureRefused
-    from posbridge.protocols.types import BeaconId, CheckIn, CheckOut, Zone
+    from posbridge.protocols.types import CheckIn, CheckOut, Zone
 
     invalid = 0
     for number, text in enumerate(sys.stdin, start=1):
@@ -158,9 +159,15 @@ def _capture(queue: TransactionQueue) -> int:
             continue
         if isinstance(record, dict) and record.get("event") in ("check_in", "check_out"):
             kind = CheckIn if record["event"] == "check_in" else CheckOut
+            try:
+                beacon = canonical_beacon_id(str(record.get("beacon", "")))
+            except ParseError as error:
+                invalid += 1
+                emit_json({"key": None, "state": "invalid", "reason": f"line {number}: {error}"})
+                continue
             event = kind(
                 t=0.0,
-                beacon=BeaconId(str(record.get("beacon", ""))),
+                beacon=beacon,
                 customer=record.get("customer"),
                 zone=Zone.COUNTER if kind is CheckIn else Zone.GONE,
                 distance_m=None,
