@@ -247,3 +247,8 @@ def test_queue_capture_refuses_a_check_in_without_a_valid_beacon(beacon: str | N
     result = run_posbridge(["queue", "capture", "--queue", f"sqlite:///{workdir}/q.db"], workdir, stdin=line)
     assert_usage_error(result)
     assert '"state":"invalid"' in result.stdout
+
+
+def test_queue_show_of_an_unknown_key_is_a_usage_error(workdir: Path) -> None:
+    args = ["queue", "show", "--queue", f"sqlite:///{workdir}/q.db", "nokey"]
+    assert_usage_error(run_posbridge(args, workdir))

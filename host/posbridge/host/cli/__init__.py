@@ -6,9 +6,9 @@ line), ``register(parser)`` (adds its arguments and ``set_defaults(handler=run)`
 modules import heavy libraries inside ``run`` so that ``posbridge --help`` and short commands
 start fast.
 
-Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback; a file or device
-the user named that does not exist counts as bad input), 1 a failure inside posbridge,
-130 interrupted.
+Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback; a file, device or
+transaction key the user named that does not exist counts as bad input), 1 a failure inside
+posbridge, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from posbridge.protocols.errors import (
     KeyMaterialError,
     ParseError,
     PosBridgeError,
+    UnknownTransaction,
     UsageError,
 )
 
@@ -37,6 +38,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+#: Errors that mean the user's input was bad (exit 2): a named file, device or key that is not there counts.
+_BAD_INPUT = (ParseError, UsageError, ConfigError, KeyMaterialError, DeviceNotFound, UnknownTransaction)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(handler(args))
-    except (ParseError, UsageError, ConfigError, KeyMaterialError, DeviceNotFound) as error:
+    except _BAD_INPUT as error:
         return _fail(f"error: {error}", EXIT_USAGE)
     except PosBridgeError as error:
         return _fail(f"failed: {error}", EXIT_FAILURE)
