@@ -252,3 +252,39 @@ def test_queue_capture_refuses_a_check_in_without_a_valid_beacon(beacon: str | N
 def test_queue_show_of_an_unknown_key_is_a_usage_error(workdir: Path) -> None:
     args = ["queue", "show", "--queue", f"sqlite:///{workdir}/q.db", "nokey"]
     assert_usage_error(run_posbridge(args, workdir))
+
+
+def test_ctrl_c_stops_the_dongle_firmware_with_exit_130(tmp_path: Path) -> None:
+    import pty
+    import signal
+    import time
+
+    (tmp_path / "bdk.hex").write_text("0123456789ABCDEFFEDCBA9876543210\n")
+    provision = ["dongle", "provision", "--bdk-file", "bdk.hex", "--key-id", "FFFF9876543210E0"]
+    provision += ["--key-file", "k"]
+    assert run_posbridge(provision, tmp_path).returncode == 0
+    controller, device = pty.openpty()
+    firmware = [POSBRIDGE, "dongle", "--audio", "virtual://?swipes=100", "--key-file", "k"]
+    try:
+        process = subprocess.Popen(
+            [*firmware, "--link", os.ttyname(device)],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        try:
+            _, stderr = process.communicate(timeout=TIMEOUT_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    finally:
+        os.close(controller)
+        os.close(device)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr

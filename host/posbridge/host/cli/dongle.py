@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     import threading
 
     from posbridge.firmware.dongle import DongleSettings, run_dongle
+    from posbridge.host.cli import EXIT_INTERRUPTED
     from posbridge.protocols.logs import configure_logging
 
     configure_logging(logging.INFO if args.verbose else logging.WARNING)
@@ -129,4 +130,5 @@ def run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         stop.set()
+        return EXIT_INTERRUPTED
     return 0
