@@ -350,7 +350,7 @@ def describe_service_code(code: str) -> dict[str, str]:
     }
 
 
-_DIGIT_RUN = re.compile(r"\d{12,19}")
+_PAN_OR_DATA_CHARACTER = re.compile(r"(?<!\d)\d{12,19}(?!\d)|[0-9A-Za-z]")
 
 
 def masked_track_text(track: Track) -> str:
@@ -358,12 +358,15 @@ def masked_track_text(track: Track) -> str:
 
     For a format code B track the PAN is masked with :func:`mask_pan`, every name character and
     every discretionary-data character becomes ``*`` (discretionary data may hold a card
-    verification value); expiry and service code stay readable. In any other track every run of
-    12-19 digits is masked like a PAN.
+    verification value); expiry and service code stay readable. In any other track (whose fields
+    cannot be told apart) every run of 12-19 digits is masked like a PAN and every other letter or
+    digit becomes ``*``; separators and spaces stay.
     """
     fields = _parse_format_b(track)
     if fields is None:
-        return _DIGIT_RUN.sub(lambda match: mask_pan(match.group(0)), track.text)
+        return _PAN_OR_DATA_CHARACTER.sub(
+            lambda match: mask_pan(match.group(0)) if len(match.group(0)) > 1 else "*", track.text
+        )
     text = track.text
     pan_start = 1 if track.format is TrackFormat.ALPHA else 0
     pan_end = pan_start + len(fields.pan)

@@ -158,7 +158,9 @@ def test_masked_track_text() -> None:
     assert masked_track_text(track2) == "411111******1111=2512101**********"
     other = Track(2, TrackFormat.BCD, "9=4111111111111111")
     assert "4111111111111111" not in masked_track_text(other)
-    assert masked_track_text(Track(3, TrackFormat.BCD, "0123")) == "0123"
+    assert masked_track_text(Track(3, TrackFormat.BCD, "0123")) == "****"
+    unparsed = Track(1, TrackFormat.ALPHA, "A4111111111111111^DOE/JOHN^30121011234")
+    assert masked_track_text(unparsed) == "*411111******1111^***/****^***********"
 
 
 _alpha_characters = [chr(c) for c in range(0x20, 0x60) if chr(c) not in "%?"]
