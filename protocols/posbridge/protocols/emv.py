@@ -29,7 +29,7 @@ import enum
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from posbridge.protocols.cards import mask_pan
+from posbridge.protocols.cards import mask_pan, redact_pans
 from posbridge.protocols.errors import TlvError, TrackError
 from posbridge.protocols.magstripe import card_from_tracks
 from posbridge.protocols.types import Card, ChipRead, Track, TrackFormat
@@ -127,6 +127,7 @@ _DICTIONARY: dict[str, tuple[str, DataFormat] | tuple[str, DataFormat, bool]] = 
     "9F1A": ("Terminal Country Code", DataFormat.N),
     "9F1F": ("Track 1 Discretionary Data", DataFormat.ANS, True),
     "9F20": ("Track 2 Discretionary Data", DataFormat.CN, True),
+    "9F6B": ("Track 2 Data (contactless)", DataFormat.B, True),
     "9F21": ("Transaction Time", DataFormat.N),
     "9F26": ("Application Cryptogram", DataFormat.B),
     "9F27": ("Cryptogram Information Data", DataFormat.B),
@@ -440,7 +441,8 @@ def tvr_flags(tvr: bytes) -> list[str]:
 def describe_value(item: Tlv, reveal: bool = False) -> str:
     """A short human-readable rendering of a primitive object's value.
 
-    Card data (PAN, track, name) is masked unless ``reveal``; unknown formats show as hex.
+    Card data (PAN, track, name) is masked unless ``reveal``; a card-data object that does not
+    parse is hidden whole; unknown formats show as hex with any PAN-like digit run masked.
     """
     tag, value = item.tag_hex, item.value
     try:
@@ -469,8 +471,9 @@ def describe_value(item: Tlv, reveal: bool = False) -> str:
         if info.format in (DataFormat.AN, DataFormat.ANS):
             return value.decode("latin-1").rstrip()
     except TlvError:
-        pass
-    return value.hex().upper()
+        if item.info.sensitive and not reveal:
+            return f"<{len(value)} bytes hidden>"
+    return value.hex().upper() if reveal else redact_pans(value.hex().upper())
 
 
 # --------------------------------------------------------------------------- DOL

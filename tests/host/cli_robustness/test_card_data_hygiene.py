@@ -119,3 +119,20 @@ def test_warnings_of_commands_without_logging_set_up_are_redacted(capsys: pytest
     err = capsys.readouterr().err
     assert PAN not in err
     assert PAN[-4:] in err
+
+
+@pytest.mark.parametrize(
+    "hex_tlv",
+    [
+        "5708" + PAN,  # 57 without the D separator: does not parse as track 2
+        "5A08" + PAN[:-3] + "ABC",  # 5A with a non-decimal nibble
+        "9F6B0C" + PAN + "D3012101",  # contactless Track 2 Data
+        "DF010C" + PAN + "D3012101",  # an unknown tag holding track 2
+    ],
+)
+def test_emv_values_that_do_not_parse_show_no_pan(hex_tlv: str) -> None:
+    objects = emv.parse_tlv(bytes.fromhex(hex_tlv))
+    shown = emv.describe_value(objects[0])
+    assert PAN not in shown
+    assert PAN[:-3] not in shown
+    assert PAN in emv.describe_value(objects[0], reveal=True) or "ABC" in hex_tlv
