@@ -53,6 +53,9 @@ def test_errors_never_show_a_pan() -> None:
     pan = generate_test_pan(random.Random(1))
     error = ParseError(f"bad track near {pan}")
     assert pan not in str(error)
+    assert pan not in repr(error)
+    assert pan not in error.message
+    assert all(pan not in str(argument) for argument in error.args)
     assert isinstance(error, ValueError)
     assert isinstance(error, PosBridgeError)
 

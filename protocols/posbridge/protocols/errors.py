@@ -3,8 +3,9 @@
 Every error posbridge raises on purpose derives from :class:`PosBridgeError` and also from the
 built-in exception a caller would naturally catch, so ``except ValueError`` keeps working around
 a parser and ``except TimeoutError`` around a device. Third-party errors are wrapped with
-``raise ... from``. Messages never hold clear card data: :meth:`PosBridgeError.__str__` passes
-the message through :func:`posbridge.protocols.cards.redact_pans` as a last line of defence.
+``raise ... from``. Messages never hold clear card data: :class:`PosBridgeError` passes its message through
+:func:`posbridge.protocols.cards.redact_pans` when it is raised, as a last line of defence, so
+``str``, ``args`` and ``repr`` all show the masked form.
 
 ::
 
@@ -51,6 +52,9 @@ class PosBridgeError(Exception):
     """
 
     def __init__(self, message: str, /, **context: Any) -> None:
+        from posbridge.protocols.cards import redact_pans
+
+        message = redact_pans(message)
         super().__init__(message)
         self.message = message
         self.context: dict[str, Any] = dict(context)
@@ -58,9 +62,7 @@ class PosBridgeError(Exception):
             setattr(self, name, value)
 
     def __str__(self) -> str:
-        from posbridge.protocols.cards import redact_pans
-
-        return redact_pans(self.message)
+        return self.message
 
 
 class ParseError(PosBridgeError, ValueError):
