@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from posbridge.protocols.cards import luhn_valid, validate_pan
-from posbridge.protocols.errors import CaptureRefused, ParseError, TrackError
+from posbridge.protocols.cards import validate_pan
+from posbridge.protocols.errors import CaptureRefused, ParseError
 from posbridge.protocols.magstripe import card_from_tracks
 from posbridge.protocols.types import Card, ChipRead, EncryptedCardData, MaskedCard, Swipe, Track, TrackFormat
 
@@ -162,8 +162,6 @@ class CaptureRequest:
         if "pan" in record:
             pan, expiry = str(record["pan"]), record.get("expiry")
             validate_pan(pan)
-            if not luhn_valid(pan):
-                raise TrackError("the keyed PAN fails the Luhn check", field="pan", pan_length=len(pan))
             if expiry is not None and not (isinstance(expiry, str) and len(expiry) == 4 and expiry.isdigit()):
                 raise ParseError("expiry must be YYMM", field="expiry")
             card = Card(pan=pan, expiry=expiry, service_code=record.get("service_code"))
