@@ -134,7 +134,7 @@ def test_cli_end_to_end_and_no_pan_anywhere(
     rows = list(csv.DictReader(io.StringIO(exported)))
     assert [row["key"] for row in rows] == ["s1", "k2", "big", "old", "typo", "k3"]
     assert rows[0]["card"] == listed[0]["card"]["pan"]
-    assert _posbridge("queue", "show", "nope", "--queue", url).returncode == 1
+    assert _posbridge("queue", "show", "nope", "--queue", url).returncode == 2  # an unknown key is bad input
     assert _posbridge("queue", "list", "--queue", "redis://x").returncode == 2
     assert _posbridge("processor-sim", "--account", "nonsense").returncode == 2
 

@@ -11,15 +11,17 @@ import logging
 import random
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from posbridge.host.cli import _redact_unconfigured_logging
+from posbridge.host.queue import TransactionQueue
 from posbridge.host.queue.capture import CaptureRequest, card_from_track2
 from posbridge.protocols import emv
 from posbridge.protocols.cards import generate_test_pan, luhn_check_digit
-from posbridge.protocols.errors import ParseError
+from posbridge.protocols.errors import CaptureRefused, ParseError
 from posbridge.protocols.magstripe import card_from_tracks, encode_track
-from posbridge.protocols.types import Track, TrackFormat
+from posbridge.protocols.types import Card, Track, TrackFormat
 
 PAN = generate_test_pan(random.Random(20261126), prefix="411111")
 WRONG_CHECK_DIGIT = PAN[:-1] + str((int(PAN[-1]) + 1) % 10)
@@ -55,9 +57,6 @@ ERROR_PATHS: dict[str, Callable[[], object]] = {
     "TLV 5A and 57 differ": lambda: emv.chip_read_from_tlv(
         bytes.fromhex("5A08" + PAN + "570C" + "4000000000000002" + "D3012101")
     ),
-    "capture keyed wrong check digit": lambda: CaptureRequest.from_json(
-        {"pan": WRONG_CHECK_DIGIT, "expiry": "3012", "amount": 5}
-    ),
     "capture keyed bad expiry": lambda: CaptureRequest.from_json({"pan": PAN, "expiry": PAN, "amount": 5}),
     "capture keyed PAN with a letter": lambda: CaptureRequest.from_json(
         {"pan": PAN + "x", "expiry": "3012", "amount": 5}
@@ -85,10 +84,14 @@ def test_a_track_2_with_letters_is_refused_not_read_without_expiry() -> None:
         card_from_track2(f"{PAN}=XX12101")
 
 
-def test_a_keyed_pan_must_pass_luhn() -> None:
+def test_a_keyed_pan_failing_luhn_is_refused_by_the_risk_rule_without_showing_it(tmp_path: Path) -> None:
     assert luhn_check_digit(PAN[:-1]) == PAN[-1]
-    with pytest.raises(ParseError, match="Luhn"):
-        CaptureRequest.from_json({"pan": WRONG_CHECK_DIGIT, "expiry": "3012", "amount": 5})
+    with TransactionQueue(tmp_path / "q.db") as queue, pytest.raises(CaptureRefused) as caught:
+        queue.capture(5, "USD", Card(pan=WRONG_CHECK_DIGIT, expiry="3012"), keyed=True)
+    assert caught.value.kind == "luhn"
+    said = _everything_said_about(caught.value)
+    assert WRONG_CHECK_DIGIT not in said
+    assert WRONG_CHECK_DIGIT[6:-4] not in said
 
 
 def test_reprs_of_card_data_are_masked() -> None:
