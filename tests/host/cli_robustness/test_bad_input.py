@@ -135,6 +135,8 @@ def test_queue_list_refuses_an_unknown_state_or_a_negative_limit(option: list[st
         ["demo", "--duration", "-5"],
         ["demo", "--duration", "0"],
         ["ble", "scan", "--scanner", "virtual://demo", "--duration", "nan"],
+        ["dongle", "--audio", "virtual://", "--link", "loop://", "--key-file", "k", "--heartbeat", "nan"],
+        ["dongle", "--audio", "virtual://", "--link", "loop://", "--key-file", "k", "--heartbeat", "0"],
     ],
 )
 def test_durations_and_counts_that_cannot_be_run(args: list[str], workdir: Path) -> None:

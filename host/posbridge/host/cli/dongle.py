@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from posbridge.host.cli._output import add_output_options
+from posbridge.host.cli._output import add_output_options, positive_seconds
 
 COMMAND = "dongle"
 HELP = "run the Raspberry Pi dongle firmware (audio -> DUKPT -> serial link), or provision its key"
@@ -40,7 +40,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="exit once the audio source has ended and the host has acknowledged every swipe",
     )
-    parser.add_argument("--heartbeat", type=float, default=1.0, metavar="S", help="heartbeat period (s)")
+    parser.add_argument(
+        "--heartbeat", type=positive_seconds, default=1.0, metavar="S", help="heartbeat period (s)"
+    )
     parser.add_argument(
         "--chunk-bytes", type=int, default=24, metavar="N", help="fragment payload size (0: whole frames)"
     )
@@ -105,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         options = ", ".join("--" + name.replace("_", "-") for name in missing)
         raise UsageError(f"posbridge dongle needs {options} (or: posbridge dongle provision ...)")
-    if args.chunk_bytes < 0 or args.heartbeat <= 0:
-        raise UsageError("--chunk-bytes must be >= 0 and --heartbeat > 0")
+    if args.chunk_bytes < 0:
+        raise UsageError("--chunk-bytes must be >= 0")
     import signal
     import threading
 
