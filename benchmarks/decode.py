@@ -11,7 +11,11 @@ recording with :func:`posbridge.dsp.detector.decode_recording` (squelch + F2F de
 - wrong tracks: a track reported valid whose text differs from what was recorded (target 0);
 - noise-only recordings (hiss, hum, clicks, tones, a plug-in thump): tracks claimed (target 0);
 - Track 1 at 3.5 samples per bit cell (150 cm/s at 44.1 kHz);
-- decode speed as × real time (audio seconds per CPU second, one process, one core).
+- decode speed as × real time (audio seconds per CPU second, one process, one core), and that of
+  the whole ``posbridge decode`` process (timed by ``benchmarks/decode_cli.py``'s runner).
+
+The live-decoding figures of issue 3 (report latency, idle CPU and memory, streaming = batch) are
+``benchmarks/listen.py``'s.
 
 Classes (issue 2 targets): everyday — SNR 28-40 dB, 44.1/48 kHz, speed ramps up to 3×, contact
 ramp from 20 %; hard — SNR 16-24 dB, 22.05-96 kHz, ramps up to 5×, ±30 % wobble, hum, some
@@ -32,6 +36,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -178,90 +183,27 @@ def _bucket_speed(speed: float) -> str:
     return ">=120 cm/s"
 
 
-def _streaming_figures(rng: np.random.Generator, quick: bool) -> None:
-    """Issue 3 figures for :class:`SwipeDetector`: report latency in 10 ms blocks at 48 kHz, idle
-    CPU and memory, and streaming (random blocks) versus batch results on the same recordings."""
-    from posbridge.dsp.detector import SwipeDetector
-
-    rate = 48_000
-    block = rate // 100
-    latencies: list[float] = []
-    same = 0
-    count = 10 if quick else 40
-    for index in range(count):
-        _, tracks = test_card_tracks(rng)
-        params = replace(_everyday(rng), rate=float(rate), silence_s=0.5)
-        samples = synthesize_swipe([tracks[index % 2]], params, rng)
-        envelope = np.convolve(np.abs(samples), np.ones(96) / 96, mode="same")
-        last_transition = np.flatnonzero(envelope > 0.1 * envelope.max())[-1] / rate
-        detector = SwipeDetector(rate)
-        for start in range(0, samples.size, block):
-            if detector.process(samples[start : start + block]):
-                latencies.append((start + block) / rate - last_transition)
-                break
-        batch = decode_recording(samples, rate)
-        sizes = rng.integers(1, 8193, size=samples.size // 1000 + 1)
-        streaming = SwipeDetector(rate)
-        found = []
-        position = 0
-        for size in sizes.tolist():
-            found += streaming.process(samples[position : position + size])
-            position += size
-        found += streaming.process(samples[position:]) + streaming.flush()
-        same += found == batch
-    print(f"swipe reported after its last flux transition (48 kHz, 10 ms blocks): "
-          f"mean {1000 * float(np.mean(latencies)):.0f} ms, max {1000 * max(latencies):.0f} ms "
-          f"({len(latencies)}/{count} reported)")
-    print(f"streaming in random blocks (1-8192 samples) equals batch: {same}/{count} recordings")
-    minutes = 2 if quick else 10
-    detector = SwipeDetector(rate)
-    noise = np.random.default_rng(5).normal(0, 0.002, rate * 60).astype(np.float32)
-    held = []
-    started = time.process_time()
-    for _ in range(minutes):
-        for start in range(0, noise.size, block):
-            detector.process(noise[start : start + block])
-        held.append(detector.buffered_samples)
-    cpu = time.process_time() - started
-    print(f"idle: {100 * cpu / (60 * minutes):.2f} % of one core in 10 ms blocks; samples held after each "
-          f"minute of {minutes}: min {min(held)}, max {max(held)} (flat)")
-
-
 def _whole_process_speed(rng: np.random.Generator, files: int) -> None:
     """CPU time of one ``posbridge decode DIR --json`` process over recordings of everyday swipes,
     each in 2-4 s of room noise (what a user records): the issue's "whole process" figure."""
-    import os
-    import resource
-    import shutil
-    import subprocess
     import tempfile
-    import wave
 
-    command = shutil.which("posbridge") or os.path.join(os.path.dirname(sys.executable), "posbridge")
-    if not os.path.exists(command):
-        print("whole-process speed: the posbridge command is not installed")
-        return
+    from decode_cli import run_decode_process
+    from posbridge.hardware.audio import write_wav
+
     audio_seconds = 0.0
     with tempfile.TemporaryDirectory() as folder:
         for index in range(files):
             _, tracks = test_card_tracks(rng)
             params = replace(_everyday(rng), silence_s=float(rng.uniform(1.0, 2.0)))
             samples = synthesize_swipe([tracks[index % 2]], params, rng)
-            pcm = np.round(samples * 32767).astype("<i2")
-            with wave.open(os.path.join(folder, f"swipe-{index:04d}.wav"), "wb") as handle:
-                handle.setnchannels(1)
-                handle.setsampwidth(2)
-                handle.setframerate(int(params.rate))
-                handle.writeframes(pcm.tobytes())
-            audio_seconds += pcm.size / params.rate
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        done = subprocess.run([command, "decode", "--json", folder], capture_output=True, check=False)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    decoded = done.stdout.count(b'"tracks":[{')
+            write_wav(Path(folder) / f"swipe-{index:04d}.wav", samples, int(params.rate))
+            audio_seconds += samples.shape[0] / params.rate
+        _, cpu, output, code = run_decode_process(Path(folder), pin=False)
+    decoded = output.count('"tracks":[{')
     print(f"whole posbridge decode process: {audio_seconds / max(cpu, 1e-9):.0f}x real time "
           f"({files} files, {audio_seconds:.0f} s of audio, {cpu:.2f} s CPU incl. start-up; "
-          f"{decoded} swipes decoded, exit {done.returncode})")
+          f"{decoded} swipes decoded, exit {code})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
     idle_cpu = time.process_time() - started
     print(f"decode speed, 60 s of room noise: {60 / max(idle_cpu, 1e-9):.0f}x real time")
     _whole_process_speed(rng, 40 if args.quick else 150)
-    _streaming_figures(rng, quick=args.quick)
     if failures:
         print("\nsome failures:")
         print("\n".join(failures))

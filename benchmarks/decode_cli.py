@@ -42,10 +42,23 @@ def make_corpus(folder: Path, files: int, seconds: float, swipes: int) -> tuple[
     return total, expected
 
 
-def _timed(command: list[str]) -> float:
+def run_decode_process(folder: Path, *options: str, pin: bool = True) -> tuple[float, float, str, int]:
+    """Run one ``posbridge decode --json [options] FOLDER`` process (pinned to core 0 where
+    ``taskset`` exists); return (wall seconds, CPU seconds of the process, stdout, exit code)."""
+    posbridge = Path(sys.executable).with_name("posbridge")
+    pinned = ["taskset", "-c", "0"] if pin and shutil.which("taskset") else []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command, capture_output=True, check=True)
-    return time.perf_counter() - started
+    result = subprocess.run(
+        [*pinned, str(posbridge), "decode", "--json", *options, str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, result.stdout, result.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,33 +68,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--swipes", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3, help="best of N runs")
     args = parser.parse_args(argv)
-    posbridge = Path(sys.executable).with_name("posbridge")
-    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    pin = shutil.which("taskset") is not None
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         audio_s, expected = make_corpus(folder, args.files, args.seconds, args.swipes)
         best_wall = best_cpu = float("inf")
         output = ""
         for _ in range(args.runs):
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            started = time.perf_counter()
-            result = subprocess.run(
-                [*pin, str(posbridge), "decode", "--json", "--reveal", str(folder)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            wall = time.perf_counter() - started
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            wall, cpu, output, code = run_decode_process(folder, "--reveal")
+            if code != 0:
+                raise SystemExit(f"posbridge decode exited {code}")
             best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
-            output = result.stdout
         short = folder / "short"
         short.mkdir()
         write_wav(short / "blip.wav", np.zeros(4800, dtype=np.float32), 48_000)
-        startup = min(
-            _timed([*pin, str(posbridge), "decode", "--json", str(short)]) for _ in range(args.runs)
-        )
+        startup = min(run_decode_process(short)[0] for _ in range(args.runs))
         found = {
             record["file"]: [swipe["tracks"][0]["text"] for swipe in record["swipes"] if swipe["tracks"]]
             for record in map(json.loads, output.splitlines())
