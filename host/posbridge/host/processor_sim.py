@@ -29,8 +29,10 @@ HTTP API (JSON bodies; amounts in minor units)::
                                         "requests", "card_charges": {card hash: n}}
     GET  /healthz                      200 {"ok": true}
 
-Decline rules, in order: undecryptable DUKPT payload, Luhn failure, expired card (YYMM before
-the current month), PAN or amount on the decline list, amount over ``max_amount``, unknown account
+Decline rules, in order: undecryptable DUKPT payload or unreadable track data (a track whose
+expiry is not YYMM with month 01-12 is unreadable), Luhn failure, invalid expiry date (a keyed
+``"expiry"`` that is not YYMM with month 01-12), expired card (YYMM before the current month),
+PAN or amount on the decline list, amount over ``max_amount``, unknown account
 token, insufficient account balance. Card data is never logged; records hold masked PANs only.
 """
 
@@ -52,9 +54,9 @@ from posbridge.host.queue.capture import card_from_track2
 from posbridge.host.queue.rules import card_expired
 from posbridge.protocols.cards import luhn_valid, mask_pan
 from posbridge.protocols.dukpt import KeyType, decrypt_tracks
-from posbridge.protocols.errors import ConfigError, CryptoError, ParseError, UsageError
+from posbridge.protocols.errors import ConfigError, CryptoError, ParseError, TrackError, UsageError
 from posbridge.protocols.magstripe import card_from_tracks
-from posbridge.protocols.types import EncryptedCardData, MaskedCard
+from posbridge.protocols.types import EncryptedCardData, MaskedCard, validate_expiry
 
 log = logging.getLogger("posbridge.processor_sim")
 
@@ -62,6 +64,14 @@ TEST_BDK = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
 """The AES-128 BDK of ANSI X9.24-3-2017 Annex B (a published test key, never a production one)."""
 
 FAULT_MODES = ("ok", "fail", "timeout", "slow", "drop", "twice")
+
+
+def _valid_expiry(expiry: str) -> bool:
+    try:
+        validate_expiry(expiry)
+    except TrackError:
+        return False
+    return True
 
 
 @dataclass
@@ -232,6 +242,8 @@ class ProcessorSim:
         masked, card_hash = mask_pan(pan), self._hash(pan)
         if not luhn_valid(pan):
             return "declined", "invalid card number", masked, card_hash
+        if expiry and not _valid_expiry(expiry):
+            return "declined", "invalid expiry date", masked, card_hash
         if card_expired(expiry, self.clock()):
             return "declined", "expired card", masked, card_hash
         if card_hash in self._decline_hashes or amount in self.decline_amounts:

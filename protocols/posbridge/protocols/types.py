@@ -8,10 +8,12 @@ the edge is :class:`MaskedCard` (PCI DSS 3.4.1: first six and last four digits).
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from posbridge.protocols.cards import card_brand, mask_pan
+from posbridge.protocols.errors import TrackError
 
 
 class TrackFormat(enum.StrEnum):
@@ -93,11 +95,25 @@ class MaskedCard:
         return f"{self.brand.upper()} {self.masked_pan}{expiry}"
 
 
+_EXPIRY = re.compile(r"[0-9]{2}(?:0[1-9]|1[0-2])")
+
+
+def validate_expiry(expiry: object) -> str:
+    """Return ``expiry`` if it is an expiry date YYMM with month 01-12 (ISO/IEC 7813 §10.2, §11.2).
+
+    Else raise :class:`TrackError` (field ``"expiry"``); the message never quotes the value.
+    """
+    if not isinstance(expiry, str) or _EXPIRY.fullmatch(expiry) is None:
+        raise TrackError("an expiry date must be 4 digits YYMM with month 01-12", field="expiry")
+    return expiry
+
+
 @dataclass(frozen=True)
 class Card:
     """Cardholder data parsed from tracks or EMV data (ISO/IEC 7813 format code B).
 
-    ``expiry`` is YYMM. Every field that is card data is kept out of ``repr``.
+    ``expiry`` is YYMM with month 01-12 or ``None``; anything else raises :class:`TrackError`
+    (see :func:`validate_expiry`). Every field that is card data is kept out of ``repr``.
     """
 
     pan: str = field(repr=False)
@@ -105,6 +121,10 @@ class Card:
     service_code: str | None = field(default=None, repr=False)
     name: str | None = field(default=None, repr=False)
     discretionary: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.expiry is not None:
+            validate_expiry(self.expiry)
 
     @property
     def masked(self) -> MaskedCard:

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from posbridge.host.cli._output import add_output_options, emit_json, emit_line, seed_number
-from posbridge.protocols.errors import ConfigError, UsageError
+from posbridge.protocols.errors import ConfigError, TrackError, UsageError
 
 COMMAND = "synth"
 HELP = "write a synthesized magstripe swipe of a test card to a WAV file"
@@ -88,13 +88,16 @@ def run(args: argparse.Namespace) -> int:
     if args.pan is not None:
         if not (args.pan.isdigit() and 12 <= len(args.pan) <= 19 and luhn_valid(args.pan)):
             raise UsageError("--pan must be a Luhn-valid 12-19 digit test number")
-        card = Card(
-            pan=args.pan,
-            expiry=args.expiry or "3012",
-            service_code=args.service_code or "101",
-            name=args.name or "TEST/CARD",
-            discretionary="000000",
-        )
+        try:
+            card = Card(
+                pan=args.pan,
+                expiry=args.expiry or "3012",
+                service_code=args.service_code or "101",
+                name=args.name or "TEST/CARD",
+                discretionary="000000",
+            )
+        except TrackError as error:
+            raise UsageError(f"--expiry: {error}") from None
         specs = card_tracks(card)
     else:
         card, specs = test_card_tracks(rng)
