@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from posbridge.protocols.cards import luhn_valid, mask_pan, validate_pan
 from posbridge.protocols.errors import ChecksumError, TrackError
-from posbridge.protocols.types import Card, Direction, Track, TrackFormat
+from posbridge.protocols.types import Card, Direction, Track, TrackFormat, validate_expiry
 
 
 @dataclass(frozen=True)
@@ -244,27 +244,53 @@ class _Fields:
     discretionary: str | None
 
 
-def _split_rest(rest: str) -> tuple[str | None, str | None, str]:
-    """Expiry YYMM, service code and discretionary data after the PAN (and name) separator."""
+_FIELD_SEPARATORS = ("^", "=")
+_SERVICE_CODE = re.compile(r"[0-9]{3}")
+
+
+def _split_rest(rest: str, track: Track) -> tuple[str | None, str | None, str]:
+    """Expiry YYMM, service code and discretionary data after the PAN (and name) separator.
+
+    A field that is absent is empty or replaced by a field separator (ISO/IEC 7813 §10.2, §11.2).
+    A field that is present must be well formed, else :class:`TrackError` (the track is malformed
+    even though its parity and LRC check out): the expiry 4 digits YYMM with month 01-12, the
+    service code 3 digits.
+    """
     expiry: str | None = None
     service_code: str | None = None
-    if rest.startswith(("^", "=")):
+    number = track.number or (1 if track.format is TrackFormat.ALPHA else 2)
+    if rest.startswith(_FIELD_SEPARATORS):
         rest = rest[1:]
-    elif len(rest) >= 4 and rest[:4].isdigit():
-        expiry, rest = rest[:4], rest[4:]
-    if rest.startswith(("^", "=")):
+    elif rest:
+        try:
+            expiry = validate_expiry(rest[:4])
+        except TrackError:
+            raise TrackError(
+                f"Track {number}: the expiry field is not YYMM with month 01-12",
+                field="expiry",
+                track=number,
+            ) from None
+        rest = rest[4:]
+    if rest.startswith(_FIELD_SEPARATORS):
         rest = rest[1:]
-    elif len(rest) >= 3 and rest[:3].isdigit():
+    elif rest:
+        if _SERVICE_CODE.fullmatch(rest[:3]) is None:
+            raise TrackError(
+                f"Track {number}: the service code field is not three digits",
+                field="service_code",
+                track=number,
+            )
         service_code, rest = rest[:3], rest[3:]
     return expiry, service_code, rest
 
 
 def _parse_format_b(track: Track) -> _Fields | None:
+    """The fields of a format code B track, ``None`` if it is not one, :class:`TrackError` if malformed."""
     pattern = _TRACK1_B if track.format is TrackFormat.ALPHA else _TRACK2_B
     match = pattern.match(track.text)
     if match is None:
         return None
-    expiry, service_code, discretionary = _split_rest(match.group("rest"))
+    expiry, service_code, discretionary = _split_rest(match.group("rest"), track)
     name = match.groupdict().get("name")
     return _Fields(
         pan=match.group("pan"),
@@ -280,8 +306,9 @@ def card_from_tracks(tracks: Sequence[Track]) -> Card:
 
     Track 2 (or 3 in the same layout) supplies PAN, expiry and service code when present; Track 1
     adds the name and fills what Track 2 lacks. If both carry a PAN they must agree. Raises
-    :class:`TrackError` (never quoting card data) if no track is in format B or the PAN is not a
-    12-19 digit Luhn-valid number.
+    :class:`TrackError` (never quoting card data) if no track is in format B, a format B track has
+    an expiry or service code field that is present but malformed (not YYMM with month 01-12, not
+    three digits), or the PAN is not a 12-19 digit Luhn-valid number.
     """
     parsed = [(track, fields) for track in tracks if (fields := _parse_format_b(track)) is not None]
     if not parsed:
@@ -358,11 +385,15 @@ def masked_track_text(track: Track) -> str:
 
     For a format code B track the PAN is masked with :func:`mask_pan`, every name character and
     every discretionary-data character becomes ``*`` (discretionary data may hold a card
-    verification value); expiry and service code stay readable. In any other track (whose fields
-    cannot be told apart) every run of 12-19 digits is masked like a PAN and every other letter or
-    digit becomes ``*``; separators and spaces stay.
+    verification value); expiry and service code stay readable. In any other track (not format
+    B, or with a malformed expiry or service code field, so its fields cannot be told apart)
+    every run of 12-19 digits is masked like a PAN and every other letter or digit becomes ``*``;
+    separators and spaces stay.
     """
-    fields = _parse_format_b(track)
+    try:
+        fields = _parse_format_b(track)
+    except TrackError:
+        fields = None
     if fields is None:
         return _PAN_OR_DATA_CHARACTER.sub(
             lambda match: mask_pan(match.group(0)) if len(match.group(0)) > 1 else "*", track.text
