@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from posbridge.host.cli._output import add_output_options, emit_json, emit_line, positive_seconds
+from posbridge.host.cli._scan import run_scan
 
 COMMAND = "ble"
 HELP = "record BLE advertisements to JSONL or list the beacons in range"
@@ -87,14 +88,6 @@ def run(args: argparse.Namespace) -> int:
                 if args.ble_action == "record" and args.output != "-":
                     stream.close()
 
-    def summary() -> None:
-        stats = scanner.stats
-        sys.stderr.write(f"posbridge ble: {stats.adverts} adverts, {stats.malformed} malformed\n")
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        summary()
-        raise
-    summary()
-    return 0
+    return run_scan(
+        "ble", scanner, main(), lambda stats: f"{stats.adverts} adverts, {stats.malformed} malformed"
+    )

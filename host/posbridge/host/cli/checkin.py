@@ -10,10 +10,13 @@ malformed ignored) goes to stderr at the end.
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from posbridge.host.cli._output import add_output_options, emit_json, emit_line
+from posbridge.host.cli._scan import run_scan
+
+if TYPE_CHECKING:
+    from posbridge.hardware.ble.scanner import ScanStats
 
 COMMAND = "checkin"
 HELP = "check customers in and out by their BLE beacons' proximity to the counter"
@@ -47,8 +50,6 @@ def event_json(event: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Track until the scanner ends (or Ctrl-C); exit 0."""
-    import asyncio
-
     from posbridge.hardware.ble import open_scanner
     from posbridge.host.checkin import CheckInTracker
     from posbridge.host.customers import CustomerRegistry
@@ -75,17 +76,10 @@ def run(args: argparse.Namespace) -> int:
             async for event in tracker.track(scanner):
                 show(event)
 
-    def summary() -> None:
-        stats = scanner.stats
-        sys.stderr.write(
-            f"posbridge checkin: {stats.adverts} adverts, {stats.beacons} beacon, "
-            f"{stats.malformed} malformed ignored, {stats.restarts} scan restarts\n"
+    def counts(stats: ScanStats) -> str:
+        return (
+            f"{stats.adverts} adverts, {stats.beacons} beacon, "
+            f"{stats.malformed} malformed ignored, {stats.restarts} scan restarts"
         )
 
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        summary()
-        raise
-    summary()
-    return 0
+    return run_scan("checkin", scanner, main(), counts)
