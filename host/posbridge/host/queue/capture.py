@@ -10,9 +10,9 @@ by the queue before it touches the disk.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any, Protocol
 
 from posbridge.protocols.cards import validate_pan
@@ -22,7 +22,14 @@ from posbridge.protocols.types import Card, ChipRead, EncryptedCardData, MaskedC
 
 SOURCES = ("swipe", "chip", "keyed", "dongle", "checkin")
 
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+def json_text(value: str | None) -> str:
+    """``value`` as a JSON value (a string, or ``null``), escaped as :func:`json.dumps` does.
+
+    Captures write a few fixed-shape JSON texts; composing them from this is what
+    ``json.dumps(..., separators=(",", ":"))`` gives, without the encoder's set-up per call.
+    """
+    return "null" if value is None else encode_basestring_ascii(value)
 
 
 class AccountHolder(Protocol):
@@ -189,15 +196,15 @@ class CaptureRequest:
 
     def sealed_payload(self) -> bytes:
         """The secret part to seal at rest (clear card data or account token) as JSON bytes."""
-        secret: dict[str, Any] = {}
         if self.card is not None:
-            secret = {
-                "pan": self.card.pan,
-                "expiry": self.card.expiry,
-                "service_code": self.card.service_code,
-            }
+            card = self.card
+            text = (
+                f'{{"pan":{json_text(card.pan)},"expiry":{json_text(card.expiry)},'
+                f'"service_code":{json_text(card.service_code)}'
+            )
             if self.track2:
-                secret["track2"] = self.track2
-        elif self.account_token is not None:
-            secret = {"account_token": self.account_token}
-        return _COMPACT_JSON.encode(secret).encode("utf-8")
+                text += f',"track2":{json_text(self.track2)}'
+            return (text + "}").encode("ascii")
+        if self.account_token is not None:
+            return f'{{"account_token":{json_text(self.account_token)}}}'.encode("ascii")
+        return b"{}"

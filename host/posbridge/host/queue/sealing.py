@@ -29,6 +29,7 @@ from posbridge.protocols.errors import IntegrityError, KeyMaterialError
 DEVICE_KEY_ENV = "POSBRIDGE_DEVICE_KEY"
 KEY_BYTES = 32
 NONCE_BYTES = 12
+_SHA256_BLOCK_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,10 @@ class DeviceKey:
         if len(key) != KEY_BYTES:
             raise KeyMaterialError(f"a device key must be {KEY_BYTES} bytes, got {len(key)}", length=len(key))
         self._key = key
-        self._fingerprint_key = hmac.new(key, b"posbridge card fingerprint", hashlib.sha256).digest()
+        fingerprint_key = hmac.new(key, b"posbridge card fingerprint", hashlib.sha256).digest()
+        block = fingerprint_key.ljust(_SHA256_BLOCK_BYTES, b"\0")
+        self._fingerprint_inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
+        self._fingerprint_outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
 
     def __repr__(self) -> str:
         return "DeviceKey(<hidden>)"
@@ -99,8 +103,8 @@ class DeviceKey:
 
     def seal(self, payload: bytes, associated_data: bytes) -> SealedRecord:
         """Seal ``payload`` under a new data key bound to ``associated_data`` (the idempotency key)."""
-        data_key = os.urandom(KEY_BYTES)
-        nonce = os.urandom(NONCE_BYTES)
+        material = os.urandom(KEY_BYTES + NONCE_BYTES)
+        data_key, nonce = material[:KEY_BYTES], material[KEY_BYTES:]
         ciphertext = AESGCM(data_key).encrypt(nonce, payload, associated_data)
         return SealedRecord(nonce, ciphertext, aes_key_wrap(self._key, data_key))
 
@@ -113,5 +117,13 @@ class DeviceKey:
             raise IntegrityError("a sealed card record failed to authenticate (wrong device key?)") from error
 
     def fingerprint(self, pan: str) -> str:
-        """A keyed HMAC-SHA-256 of a PAN (PCI DSS 3.5.1.1): matches the same card without storing it."""
-        return hmac.digest(self._fingerprint_key, pan.encode("ascii"), "sha256").hex()[:32]
+        """A keyed HMAC-SHA-256 of a PAN (PCI DSS 3.5.1.1): matches the same card without storing it.
+
+        HMAC as RFC 2104 defines it, from the key's inner and outer SHA-256 states computed once
+        (the digest of :func:`hmac.digest`, without setting up the key on every capture).
+        """
+        inner = self._fingerprint_inner.copy()
+        inner.update(pan.encode("ascii"))
+        outer = self._fingerprint_outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()[:32]

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from posbridge.host.queue.capture import AccountHolder, CaptureRequest
+from posbridge.host.queue.capture import AccountHolder, CaptureRequest, json_text
 from posbridge.host.queue.checkpointer import (
     CHECKPOINT_AFTER_COMMITS,
     SAFETY_AUTOCHECKPOINT_PAGES,
@@ -348,7 +348,6 @@ class ProcessorAnswer:
 
 
 _MASKED_FIELDS = ("first6", "last4", "pan_length", "brand", "expiry", "service_code")
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def _masked_to_json(masked: MaskedCard | None) -> str | None:
@@ -356,8 +355,9 @@ def _masked_to_json(masked: MaskedCard | None) -> str | None:
     bytes of an object; rows written before schema version 2 hold objects, read as well)."""
     if masked is None:
         return None
-    return _COMPACT_JSON.encode(
-        [masked.first6, masked.last4, masked.pan_length, masked.brand, masked.expiry, masked.service_code]
+    return (
+        f"[{json_text(masked.first6)},{json_text(masked.last4)},{int(masked.pan_length)},"
+        f"{json_text(masked.brand)},{json_text(masked.expiry)},{json_text(masked.service_code)}]"
     )
 
 
@@ -558,8 +558,13 @@ class TransactionQueue:
     # ------------------------------------------------------------------ capture
 
     def new_key(self) -> str:
-        """A fresh idempotency key."""
-        return f"tx_{os.urandom(16).hex()}"
+        """A fresh idempotency key: ``tx_``, the wall-clock millisecond (12 hex digits), 80 random bits.
+
+        Keys made later sort later (as ULIDs and UUIDv7 do), so the key index grows at its right
+        edge -- one page written per capture, not a random one plus the splits around it -- and
+        80 random bits keep keys made in the same millisecond apart (and unguessable).
+        """
+        return f"tx_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
     def capture(
         self,
