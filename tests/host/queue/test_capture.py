@@ -195,3 +195,12 @@ def test_json_fuzz_only_parse_errors(record: dict[str, object]) -> None:
 def test_track2_parse() -> None:
     card = card_from_track2("4000000000000002=30122011234")
     assert (card.expiry, card.service_code, card.discretionary) == ("3012", "201", "1234")
+
+
+def test_a_request_carries_exactly_one_kind_of_payment(pans: Iterator[str]) -> None:
+    card = Card(next(pans), "3012", "101")
+    with pytest.raises(ParseError, match="exactly one"):
+        CaptureRequest(100, "USD", "keyed")
+    with pytest.raises(ParseError, match="exactly one"):
+        CaptureRequest(100, "USD", "keyed", card=card, account_token="tok_1")
+    assert CaptureRequest(100, "USD", "checkin", customer="c1", account_token="tok_1").card is None

@@ -45,6 +45,7 @@ class AccountHolder(Protocol):
 #: The largest amount a capture may carry, in minor units (a signed 64-bit SQLite INTEGER).
 MAX_AMOUNT = 2**63 - 1
 
+
 def card_from_track2(text: str) -> Card:
     """A :class:`Card` from Track 2 text between the sentinels: ``PAN=YYMM<service code><discretionary>``.
 
@@ -83,7 +84,7 @@ class CaptureRequest:
             raise ParseError("currency must be an ISO 4217 code such as USD", field="currency")
         if self.source not in SOURCES:
             raise ParseError(f"source must be one of {', '.join(SOURCES)}", field="source")
-        if sum(x is not None for x in (self.card, self.encrypted, self.account_token)) != 1:
+        if (self.card is not None) + (self.encrypted is not None) + (self.account_token is not None) != 1:
             raise ParseError("a capture needs exactly one of card data, a DUKPT payload or an account token")
         if self.key is not None and not (0 < len(self.key) <= 128 and self.key.isprintable()):
             raise ParseError("an idempotency key must be 1-128 printable characters", field="key")

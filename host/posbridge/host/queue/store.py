@@ -439,6 +439,7 @@ class TransactionQueue:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_AUTOCHECKPOINT_PAGES}")
             self._create_or_migrate()
+            self._capture_cursor = self._db.cursor()
         except sqlite3.Error as error:
             raise QueueError(
                 f"cannot open the queue database {self.path}: {error}", path=str(self.path)
@@ -611,13 +612,13 @@ class TransactionQueue:
         )
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._capture_cursor.execute("BEGIN IMMEDIATE")
                 try:
                     state, alert, refusal = self._store_capture(
                         request, key, card_id, static_alert, sealed, now
                     )
                     if state is None and (alert is None or not alert.needs_confirmation):
-                        self._db.execute("COMMIT")
+                        self._capture_cursor.execute("COMMIT")
                         self.checkpointer.committed()
                     else:
                         self._db.execute("ROLLBACK")
@@ -673,7 +674,7 @@ class TransactionQueue:
         """
         duplicate_since = now - self.rules.duplicate_window_s
         velocity_since = now - self.rules.velocity_window_s
-        state, duplicate, recent, count, total, last_audit = self._db.execute(
+        state, duplicate, recent, count, total, last_audit = self._capture_cursor.execute(
             _CAPTURE_LOOKUP,
             (
                 key,
@@ -692,18 +693,37 @@ class TransactionQueue:
         if alert is not None:
             if not alert.needs_confirmation:
                 self._insert(
-                    self._db, request, key, masked, None, State.REFUSED, alert.message, now, position
+                    self._capture_cursor,
+                    request,
+                    key,
+                    masked,
+                    None,
+                    State.REFUSED,
+                    alert.message,
+                    now,
+                    position,
                 )
             return None, alert, None
         refusal = offline_limit_refusal(self.limits, request.amount, request.currency, count or 0, total or 0)
         if refusal is not None:
-            self._insert(self._db, request, key, masked, card_id, State.REFUSED, refusal, now, position)
+            self._insert(
+                self._capture_cursor, request, key, masked, card_id, State.REFUSED, refusal, now, position
+            )
         else:
             self._insert(
-                self._db, request, key, masked, card_id, State.CAPTURED, None, now, position, sealed
+                self._capture_cursor,
+                request,
+                key,
+                masked,
+                card_id,
+                State.CAPTURED,
+                None,
+                now,
+                position,
+                sealed,
             )
             if request.source == "checkin":
-                self._attach_presence(self._db, request, key)
+                self._attach_presence(self._capture_cursor, request, key)
         return None, None, refusal
 
     def _already_captured(self, key: str) -> Transaction:
@@ -791,7 +811,7 @@ class TransactionQueue:
 
     def _insert(
         self,
-        db: sqlite3.Connection,
+        db: sqlite3.Cursor,
         request: CaptureRequest,
         key: str,
         masked: MaskedCard | None,
@@ -1275,7 +1295,7 @@ class TransactionQueue:
     def _checked_in(self, customer: str | None) -> bool:
         return customer is not None and customer in self.checked_in()
 
-    def _attach_presence(self, db: sqlite3.Connection, request: CaptureRequest, key: str) -> None:
+    def _attach_presence(self, db: sqlite3.Cursor, request: CaptureRequest, key: str) -> None:
         db.execute(
             "UPDATE presence SET sale_key=?"
             " WHERE id=(SELECT MAX(id) FROM presence WHERE lane=? AND customer=?"
