@@ -13,6 +13,7 @@
   Captures and puts alternate one by one so both meet the same disk load; each side's rate is
   operations per second of all the time it spent, WAL checkpoints included. The CPU time each
   operation costs its caller's thread is printed too: it decides the ratio when syncs are fast.
+  So are the WAL frames (pages) each side writes and syncs per commit, from fresh stores.
 - Forwarding tx/s: a full queue drained by :class:`Forwarder` against ``posbridge processor-sim``
   running in its own process on loopback. Target: >= 500 tx/s.
 - JetStream ingest tx/s: a lane's outbox published to a real ``nats-server -js`` (file storage),
@@ -135,6 +136,48 @@ def bench_captures_vs_persist_queue(workdir: Path, count: int) -> dict[str, dict
     }
 
 
+def wal_frames_per_commit(workdir: Path, count: int = 200, warm: int = 1000) -> dict[str, dict[str, float]]:
+    """WAL frames (pages) each commit writes and syncs, captures against persist-queue puts.
+
+    Fresh stores on the same disk, warmed with ``warm`` operations, their WALs truncated, then
+    ``count`` operations each: the WAL's growth divided by the frame size (24-byte header + page).
+    Checkpoints cannot rewind a WAL in between (the queue's background checkpoints are set
+    beyond ``count``; persist-queue's automatic one comes at 1,000 pages).
+    """
+    import persistqueue
+
+    queue = TransactionQueue(
+        workdir / "frames.db",
+        device_key=DEVICE_KEY,
+        limits=LIMITS,
+        rules=RULES,
+        checkpoint_after_commits=10 * (warm + count),
+    )
+    baseline = persistqueue.SQLiteQueue(str(workdir / "frames-persist-queue"), auto_commit=True)
+    payload = {"key": "tx_" + "0" * 32, "amount": 1234, "currency": "USD", "sealed": os.urandom(160)}
+    all_cards = cards(warm + count, 4)
+    sides = {"captures": queue._db, "persist_queue": baseline._putter}
+    try:
+        for index in range(warm):
+            queue.capture(100 + index, "USD", all_cards[index], keyed=True)
+            baseline.put(payload)
+        for db in sides.values():
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for index in range(warm, warm + count):
+            queue.capture(100 + index, "USD", all_cards[index], keyed=True)
+            baseline.put(payload)
+        result = {}
+        for side, db in sides.items():
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            database = db.execute("PRAGMA database_list").fetchone()[2]
+            grown = Path(database + "-wal").stat().st_size - 32
+            result[side] = {"frames": grown / (page_size + 24) / count, "page_size": page_size}
+        return result
+    finally:
+        queue.close()
+        baseline.close()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -228,6 +271,7 @@ def main() -> int:
     try:
         results: dict[str, Any] = {
             **bench_captures_vs_persist_queue(workdir, args.captures),
+            "wal_frames": wal_frames_per_commit(workdir),
             "forwarding": bench_forwarding(workdir, args.forward),
             "jetstream": bench_jetstream(workdir, args.jetstream),
         }
@@ -252,6 +296,12 @@ def main() -> int:
     print(
         f"CPU per operation (caller's thread):    captures {captures['cpu_us']:.0f} us,"
         f" persist-queue puts {persist['cpu_us']:.0f} us (user + system, fsync included)"
+    )
+    frames = results["wal_frames"]
+    print(
+        f"WAL frames per commit (each synced):     captures {frames['captures']['frames']:.1f}"
+        f" x {frames['captures']['page_size']} B, persist-queue puts {frames['persist_queue']['frames']:.1f}"
+        f" x {frames['persist_queue']['page_size']} B"
     )
     ratio = captures["per_s"] / persist["per_s"]
     print(f"captures / persist-queue puts:          {ratio:8.2f}    (target >= 1.00)")
