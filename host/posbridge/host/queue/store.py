@@ -20,9 +20,13 @@ A capture writes as few pages (WAL frames, each synced at commit) as it can: tra
 never deleted, so their rowids grow without ``AUTOINCREMENT`` (no ``sqlite_sequence`` page); the
 offline position and the audit numbering ride on the newest row, whose page the insert writes
 anyway (no position table); the audit trail is one rowid b-tree appended to (no key index); the
-forwarder's work list indexes pending rows only; and WAL checkpoints run on a background
-connection (:mod:`~posbridge.host.queue.checkpointer`), never inside a capture's commit. A
-capture writes about 8 frames of 1 KiB (8 KiB) where schema version 1 wrote 8 of 2 KiB (16 KiB).
+forwarder's work list indexes pending rows only; generated idempotency keys sort by creation
+time (:meth:`TransactionQueue.new_key`), so the key index grows at its right edge; and WAL
+checkpoints run on a background connection (:mod:`~posbridge.host.queue.checkpointer`), never
+inside a capture's commit. A capture writes about 7.7 frames of 1 KiB: the newest leaf of the
+table, of the audit trail, of the pending index and of the key index, a random leaf of the card
+index (the duplicate and velocity rules look a card up by its fingerprint) with the splits of
+these five b-trees, and page 1 when the file grows. Schema version 1 wrote 8 frames of 2 KiB.
 """
 
 from __future__ import annotations
@@ -233,7 +237,9 @@ PAGE_SIZE = 1024
 nine pages, each a WAL frame written and synced at commit: about 9 KiB per commit with 1 KiB
 pages against 16 KiB with 2 KiB and 26 KiB with 4 KiB pages (rows are small; the extra splits
 of smaller pages cost less than the bytes saved). 1 KiB pages gave captures/persist-queue puts
-of 0.44-0.51 against 0.41-0.46 with 2 KiB pages on a fast disk (benchmarks/transaction_queue.py)."""
+of 0.44-0.51 against 0.41-0.46 with 2 KiB pages on a fast disk (benchmarks/transaction_queue.py);
+with time-ordered keys, 2 KiB and 4 KiB pages still cost more CPU per commit (more bytes to
+write and checksum) than the splits they save."""
 
 FORWARDING_LEASE_S = 30.0
 """How long a claimed transaction is left to one forwarder before another may look it up."""
