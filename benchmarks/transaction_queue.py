@@ -13,7 +13,8 @@
   Captures and puts alternate one by one so both meet the same disk load; each side's rate is
   operations per second of all the time it spent, WAL checkpoints included. The CPU time each
   operation costs its caller's thread is printed too: it decides the ratio when syncs are fast.
-  So are the WAL frames (pages) each side writes and syncs per commit, from fresh stores.
+  So are the WAL frames (pages) each side writes and syncs per commit, from fresh stores, and
+  a capture's CPU by phase (each SQL statement, the rest in Python) from a separate pass.
 - Forwarding tx/s: a full queue drained by :class:`Forwarder` against ``posbridge processor-sim``
   running in its own process on loopback. Target: >= 500 tx/s.
 - JetStream ingest tx/s: a lane's outbox published to a real ``nats-server -js`` (file storage),
@@ -178,6 +179,49 @@ def wal_frames_per_commit(workdir: Path, count: int = 200, warm: int = 1000) -> 
         baseline.close()
 
 
+class _TimedCursor:
+    """A stand-in for the queue's capture cursor that adds up the CPU time of each statement kind."""
+
+    def __init__(self, cursor: Any, spent: dict[str, float]) -> None:
+        self._cursor = cursor
+        self._spent = spent
+
+    def execute(self, sql: str, parameters: Any = ()) -> Any:
+        began = time.thread_time()
+        try:
+            return self._cursor.execute(sql, parameters)
+        finally:
+            kind = sql.split(None, 1)[0].upper()
+            self._spent[kind] = self._spent.get(kind, 0.0) + time.thread_time() - began
+
+
+def capture_phases(workdir: Path, count: int = 500, warm: int = 1000) -> dict[str, float]:
+    """CPU microseconds per capture by phase, from a separate profiling pass (not the timed run).
+
+    ``BEGIN`` (BEGIN IMMEDIATE: the write lock), ``SELECT`` (the one lookup: key, card history,
+    offline position), ``INSERT`` (the row, its indexes and its audit entry by trigger),
+    ``COMMIT`` (WAL frames written and fdatasync'd), and ``python``: everything else in
+    :meth:`TransactionQueue.capture` -- the request, masking, Luhn and the other rules, the card
+    fingerprint, sealing, the returned :class:`Transaction` and its event.
+    """
+    queue = TransactionQueue(workdir / "phases.db", device_key=DEVICE_KEY, limits=LIMITS, rules=RULES)
+    all_cards = cards(warm + count, 5)
+    spent: dict[str, float] = {}
+    try:
+        for index in range(warm):
+            queue.capture(100 + index, "USD", all_cards[index], keyed=True)
+        queue._capture_cursor = _TimedCursor(queue._capture_cursor, spent)  # type: ignore[assignment]
+        began = time.thread_time()
+        for index in range(warm, warm + count):
+            queue.capture(100 + index, "USD", all_cards[index], keyed=True)
+        total = time.thread_time() - began
+    finally:
+        queue.close()
+    phases = {kind: seconds / count * 1e6 for kind, seconds in spent.items()}
+    phases["python"] = total / count * 1e6 - sum(phases.values())
+    return phases
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -272,6 +316,7 @@ def main() -> int:
         results: dict[str, Any] = {
             **bench_captures_vs_persist_queue(workdir, args.captures),
             "wal_frames": wal_frames_per_commit(workdir),
+            "capture_phases": capture_phases(workdir),
             "forwarding": bench_forwarding(workdir, args.forward),
             "jetstream": bench_jetstream(workdir, args.jetstream),
         }
@@ -297,9 +342,16 @@ def main() -> int:
         f"CPU per operation (caller's thread):    captures {captures['cpu_us']:.0f} us,"
         f" persist-queue puts {persist['cpu_us']:.0f} us (user + system, fsync included)"
     )
+    phases = results["capture_phases"]
+    shown = ("BEGIN", "SELECT", "INSERT", "COMMIT", "python")
+    print(
+        "CPU per capture by phase (alone):       "
+        + ", ".join(f"{kind} {phases[kind]:.0f} us" for kind in shown)
+        + f" (sum {sum(phases.values()):.0f} us: captures back to back, no puts between)"
+    )
     frames = results["wal_frames"]
     print(
-        f"WAL frames per commit (each synced):     captures {frames['captures']['frames']:.1f}"
+        f"WAL frames per commit (synced at once): captures {frames['captures']['frames']:.1f}"
         f" x {frames['captures']['page_size']} B, persist-queue puts {frames['persist_queue']['frames']:.1f}"
         f" x {frames['persist_queue']['page_size']} B"
     )
