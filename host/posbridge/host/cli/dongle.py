@@ -66,6 +66,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _provision(args: argparse.Namespace) -> int:
     from posbridge.firmware.keystore import provision
+    from posbridge.host.cli._keys import read_hex_key_file
     from posbridge.host.cli._output import emit_json, emit_line
     from posbridge.protocols.dukpt import parse_hex
     from posbridge.protocols.errors import UsageError
@@ -73,13 +74,7 @@ def _provision(args: argparse.Namespace) -> int:
     key_file = Path(args.provision_key_file)
     if key_file.exists() and not args.force:
         raise UsageError(f"{key_file} exists; re-provisioning starts a new key (pass --force)")
-    try:
-        bdk_text = Path(args.bdk_file).read_text(encoding="ascii")
-    except OSError as error:
-        raise UsageError(f"cannot read the BDK file {args.bdk_file}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"the BDK file {args.bdk_file} is not hex text") from None
-    bdk = parse_hex(bdk_text, "the BDK", (16, 32))
+    bdk = read_hex_key_file(args.bdk_file, "--bdk-file", "the BDK", (16, 32))
     key_id = parse_hex(args.key_id, "the key ID", (8, 10))
     key = provision(bdk, key_id, key_file, serial_number=args.serial)
     record = {
