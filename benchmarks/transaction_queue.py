@@ -12,7 +12,8 @@
   connections' modes are read back and checked), a payload of the same size, the same directory.
   Captures and puts alternate one by one so both meet the same disk load; each side's rate is
   operations per second of all the time it spent, WAL checkpoints included. The CPU time each
-  operation costs its caller's thread is printed too: it decides the ratio when syncs are fast.
+  operation costs its caller's thread is printed too: it decides the ratio when syncs are fast;
+  the rest of each operation's latency is time off the CPU, mostly waiting for the disk's sync.
   So are the WAL frames (pages) each side writes and syncs per commit, from fresh stores, and
   a capture's CPU by phase (each SQL statement, the rest in Python) from a separate pass.
 - Forwarding tx/s: a full queue drained by :class:`Forwarder` against ``posbridge processor-sim``
@@ -127,11 +128,13 @@ def bench_captures_vs_persist_queue(workdir: Path, count: int) -> dict[str, dict
         "captures": {
             **summary(captures, capture_upkeep),
             "cpu_us": cpu["captures"] / count * 1e6,
+            "off_cpu_us": (sum(captures) - cpu["captures"]) / count * 1e6,
             "durability": modes["captures"],
         },
         "persist_queue": {
             **summary(puts, put_upkeep),
             "cpu_us": cpu["persist_queue"] / count * 1e6,
+            "off_cpu_us": (sum(puts) - cpu["persist_queue"]) / count * 1e6,
             "durability": modes["persist_queue"],
         },
     }
@@ -341,6 +344,10 @@ def main() -> int:
     print(
         f"CPU per operation (caller's thread):    captures {captures['cpu_us']:.0f} us,"
         f" persist-queue puts {persist['cpu_us']:.0f} us (user + system, fsync included)"
+    )
+    print(
+        f"off the CPU per operation (disk waits): captures {captures['off_cpu_us']:.0f} us,"
+        f" persist-queue puts {persist['off_cpu_us']:.0f} us (latency - CPU: mostly waiting for fdatasync)"
     )
     phases = results["capture_phases"]
     shown = ("BEGIN", "SELECT", "INSERT", "COMMIT", "python")
