@@ -9,7 +9,6 @@ by the queue before it touches the disk.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
@@ -74,6 +73,8 @@ class CaptureRequest:
     account_token: str | None = field(default=None, repr=False)
     key: str | None = None
     confirm: frozenset[str] = frozenset()
+    masked: MaskedCard | None = field(init=False, repr=False, compare=False)
+    """The masked card, if the capture carries a card (set from ``card`` or ``encrypted``)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.amount, bool) or not isinstance(self.amount, int) or self.amount <= 0:
@@ -88,15 +89,10 @@ class CaptureRequest:
             raise ParseError("a capture needs exactly one of card data, a DUKPT payload or an account token")
         if self.key is not None and not (0 < len(self.key) <= 128 and self.key.isprintable()):
             raise ParseError("an idempotency key must be 1-128 printable characters", field="key")
-
-    @functools.cached_property
-    def masked(self) -> MaskedCard | None:
-        """The masked card, if the capture carries a card."""
-        if self.card is not None:
-            return self.card.masked
+        masked = self.card.masked if self.card is not None else None
         if self.encrypted is not None:
-            return self.encrypted.masked
-        return None
+            masked = self.encrypted.masked
+        object.__setattr__(self, "masked", masked)
 
     @classmethod
     def build(

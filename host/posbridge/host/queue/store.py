@@ -785,6 +785,8 @@ class TransactionQueue:
         now: float,
     ) -> Alert | None:
         """A duplicate or velocity alert from the card's recent captures (unless confirmed)."""
+        if not duplicate and recent < self.rules.velocity_max:
+            return None
         shown = masked.masked_pan if masked else f"customer {request.customer}"
         if duplicate and AlertKind.DUPLICATE.value not in request.confirm:
             return Alert(
