@@ -1,5 +1,5 @@
-"""Storage upkeep: WAL checkpoints run on a background connection, not inside a capture's commit;
-new databases get small pages."""
+"""Storage upkeep: WAL checkpoints run on a background connection, the WAL rewinds instead of
+growing, new databases get small pages."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from posbridge.host.queue import DeviceKey, TransactionQueue
-from posbridge.host.queue.checkpointer import SAFETY_AUTOCHECKPOINT_PAGES, BackgroundCheckpointer
+from posbridge.host.queue import DeviceKey, OfflineLimits, TransactionQueue
+from posbridge.host.queue.checkpointer import AUTOCHECKPOINT_PAGES, BackgroundCheckpointer
 from posbridge.host.queue.store import PAGE_SIZE
 from posbridge.protocols.types import Card
 
@@ -41,7 +41,7 @@ def test_captures_reach_the_database_file_through_background_checkpoints(
     _wait_for(lambda: queue.checkpointer.count >= 2)
     assert queue.checkpointer.count >= 2
     assert _rows_in_database_file(queue, tmp_path) >= 10
-    assert queue._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == SAFETY_AUTOCHECKPOINT_PAGES
+    assert queue._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == AUTOCHECKPOINT_PAGES
 
 
 def test_checkpointer_folds_the_wal_after_its_commit_count(tmp_path: Path) -> None:
@@ -98,3 +98,23 @@ def test_new_database_uses_small_pages_and_an_old_one_keeps_its_own(
     assert reopened._db.execute("PRAGMA page_size").fetchone()[0] == 4096
     assert reopened.offline_status().count == 0
     reopened.close()
+
+
+def test_the_wal_rewinds_instead_of_growing(
+    make_queue: Callable[..., TransactionQueue], pans: Iterator[str]
+) -> None:
+    """Every capture writes at least five WAL frames (its row, key, card and pending index
+    entries and audit entry), so these captures write 2.5 times the automatic checkpoint's
+    pages; the WAL stays within twice that (the background checkpoint may hold off the
+    automatic one for a while) because it is rewound and written again from its start."""
+    queue = make_queue(limits=OfflineLimits(10**6, 10**12, 10**6))
+    page_size = queue._db.execute("PRAGMA page_size").fetchone()[0]
+    wal = queue.path.with_name(queue.path.name + "-wal")
+    captures = AUTOCHECKPOINT_PAGES // 2
+    largest = 0
+    for index in range(captures):
+        queue.capture(100 + index, "USD", Card(next(pans), "3012", "101"), keyed=True)
+        largest = max(largest, wal.stat().st_size)
+    assert largest <= 32 + 2 * AUTOCHECKPOINT_PAGES * (page_size + 24)
+    assert queue.offline_status().count == captures
+    assert len(queue.audit()) == captures

@@ -22,11 +22,12 @@ offline position and the audit numbering ride on the newest row, whose page the 
 anyway (no position table); the audit trail is one rowid b-tree appended to (no key index); the
 forwarder's work list indexes pending rows only; generated idempotency keys sort by creation
 time (:meth:`TransactionQueue.new_key`), so the key index grows at its right edge; and WAL
-checkpoints run on a background connection (:mod:`~posbridge.host.queue.checkpointer`), never
-inside a capture's commit. A capture writes about 7.7 frames of 1 KiB: the newest leaf of the
-table, of the audit trail, of the pending index and of the key index, a random leaf of the card
-index (the duplicate and velocity rules look a card up by its fingerprint) with the splits of
-these five b-trees, and page 1 when the file grows. Schema version 1 wrote 8 frames of 2 KiB.
+checkpoints run on a background connection (:mod:`~posbridge.host.queue.checkpointer`), one
+capture in about 250 folding only what that left so the WAL rewinds (overwritten in place, not
+grown). A capture writes about 7.7 frames of 1 KiB: the newest leaf of the table, of the audit
+trail, of the pending index and of the key index, a random leaf of the card index (the
+duplicate and velocity rules look a card up by its fingerprint) with the splits of these five
+b-trees, and page 1 when the file grows. Schema version 1 wrote 8 frames of 2 KiB.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ from typing import TYPE_CHECKING, Any
 
 from posbridge.host.queue.capture import AccountHolder, CaptureRequest, json_text
 from posbridge.host.queue.checkpointer import (
+    AUTOCHECKPOINT_PAGES,
     CHECKPOINT_AFTER_COMMITS,
-    SAFETY_AUTOCHECKPOINT_PAGES,
     BackgroundCheckpointer,
 )
 
@@ -443,7 +444,7 @@ class TransactionQueue:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA secure_delete=ON")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_AUTOCHECKPOINT_PAGES}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             self._create_or_migrate()
             self._capture_cursor = self._db.cursor()
         except sqlite3.Error as error:
