@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -204,3 +205,13 @@ def test_a_request_carries_exactly_one_kind_of_payment(pans: Iterator[str]) -> N
     with pytest.raises(ParseError, match="exactly one"):
         CaptureRequest(100, "USD", "keyed", card=card, account_token="tok_1")
     assert CaptureRequest(100, "USD", "checkin", customer="c1", account_token="tok_1").card is None
+
+
+def test_new_keys_sort_by_creation_time(queue: TransactionQueue) -> None:
+    earlier = [queue.new_key() for _ in range(200)]
+    time.sleep(0.002)
+    later = queue.new_key()
+    assert len(set(earlier)) == 200
+    assert all(key < later for key in earlier)
+    assert all(len(key) == len(later) == 35 and key.startswith("tx_") for key in earlier)
+    assert abs(int(later[3:15], 16) / 1000 - time.time()) < 60
