@@ -16,6 +16,9 @@
   the rest of each operation's latency is time off the CPU, mostly waiting for the disk's sync.
   So are the WAL frames (pages) each side writes and syncs per commit, from fresh stores, and
   a capture's CPU by phase (each SQL statement, the rest in Python) from a separate pass.
+- A second figure, not the target: the same side-by-side run capturing dongle payloads, which
+  arrive DUKPT-encrypted from the reader and are stored as they arrived (no sealing, no PAN to
+  fingerprint or check), with the same lookup, rules on the masked card, row, indexes and audit.
 - Forwarding tx/s: a full queue drained by :class:`Forwarder` against ``posbridge processor-sim``
   running in its own process on loopback. Target: >= 500 tx/s.
 - JetStream ingest tx/s: a lane's outbox published to a real ``nats-server -js`` (file storage),
@@ -44,7 +47,7 @@ from typing import Any
 from posbridge.host.forwarder import Forwarder
 from posbridge.host.queue import DeviceKey, OfflineLimits, RiskRules, TransactionQueue
 from posbridge.protocols.cards import generate_test_pan
-from posbridge.protocols.types import Card
+from posbridge.protocols.types import Card, EncryptedCardData
 
 LIMITS = OfflineLimits(10**8, 10**14, 10**7)
 RULES = RiskRules(velocity_max=10**6)
@@ -89,8 +92,22 @@ def durability(db: Any) -> str:
     return f"{journal}/{db.execute('PRAGMA synchronous').fetchone()[0]}"
 
 
-def bench_captures_vs_persist_queue(workdir: Path, count: int) -> dict[str, dict[str, Any]]:
+def dongle_payloads(count: int, seed: int) -> list[EncryptedCardData]:
+    """Card reads as the dongle sends them: DUKPT-encrypted at the reader (a 12-byte AES DUKPT KSN,
+    48 bytes of ciphertext) with the masked card; the queue stores them as they arrived."""
+    rng = random.Random(seed)
+    return [
+        EncryptedCardData(rng.randbytes(12), rng.randbytes(48), card.masked) for card in cards(count, seed)
+    ]
+
+
+def bench_captures_vs_persist_queue(
+    workdir: Path, count: int, sources: list[Card] | list[EncryptedCardData] | None = None
+) -> dict[str, dict[str, Any]]:
     """Captures and persist-queue puts one after the other, so both meet the same disk conditions.
+
+    ``sources`` are what is captured: keyed test cards by default (sealed at rest), or dongle
+    payloads for the second figure.
 
     Each side's rate counts every second it spent: its operations, the WAL checkpoints it ran
     (inside puts for persist-queue, on the queue's background thread for captures) and a final
@@ -98,13 +115,14 @@ def bench_captures_vs_persist_queue(workdir: Path, count: int) -> dict[str, dict
     """
     import persistqueue
 
-    queue = TransactionQueue(workdir / "captures.db", device_key=DEVICE_KEY, limits=LIMITS, rules=RULES)
-    baseline = persistqueue.SQLiteQueue(str(workdir / "persist-queue"), auto_commit=True)
+    name = "captures" if sources is None else "dongle-captures"
+    queue = TransactionQueue(workdir / f"{name}.db", device_key=DEVICE_KEY, limits=LIMITS, rules=RULES)
+    baseline = persistqueue.SQLiteQueue(str(workdir / f"{name}-persist-queue"), auto_commit=True)
     modes = {"captures": durability(queue._db), "persist_queue": durability(baseline._putter)}
     if set(modes.values()) != {"wal/2"}:
         raise SystemExit(f"both sides must commit durably (WAL, synchronous=FULL): {modes}")
     payload = {"key": "tx_" + "0" * 32, "amount": 1234, "currency": "USD", "sealed": os.urandom(160)}
-    all_cards = cards(count, 1)
+    all_cards = cards(count, 1) if sources is None else sources
     captures: list[float] = []
     puts: list[float] = []
     cpu = {"captures": 0.0, "persist_queue": 0.0}
@@ -318,6 +336,9 @@ def main() -> int:
     try:
         results: dict[str, Any] = {
             **bench_captures_vs_persist_queue(workdir, args.captures),
+            "dongle": bench_captures_vs_persist_queue(
+                workdir, args.captures, dongle_payloads(args.captures, 6)
+            ),
             "wal_frames": wal_frames_per_commit(workdir),
             "capture_phases": capture_phases(workdir),
             "forwarding": bench_forwarding(workdir, args.forward),
@@ -364,6 +385,13 @@ def main() -> int:
     )
     ratio = captures["per_s"] / persist["per_s"]
     print(f"captures / persist-queue puts:          {ratio:8.2f}    (target >= 1.00)")
+    dongle = results["dongle"]
+    print(
+        f"second figure, dongle captures (DUKPT from the reader, stored as they arrived):"
+        f" {dongle['captures']['per_s']:.0f}/s against {dongle['persist_queue']['per_s']:.0f} puts/s,"
+        f" CPU {dongle['captures']['cpu_us']:.0f} us against {dongle['persist_queue']['cpu_us']:.0f} us:"
+        f" ratio {dongle['captures']['per_s'] / dongle['persist_queue']['per_s']:.2f}"
+    )
     print(
         f"forwarding to processor-sim:            {results['forwarding']['per_s']:8.0f} tx/s (target >= 500)"
     )
