@@ -13,10 +13,12 @@ within ``--near`` metres; the threshold is set just above the highest value any 
 reached, so no far person is checked in, and the figure is the share of visits whose statistic
 passes it within 5 s of arriving.
 
-On seeds 1/2/3 the oracle reaches about 98 / 96 / 95 % of visits -- around the 98 % target even
-with knowledge a real tracker lacks -- and blind about 93-94 %: what stands between the tracker
-and the target is the channel (slow, lossy advertisers give 1-3 packets near the counter within
-5 s, with 3-6 dB noise and 12-25 dB fades), not a missed trick of the decision rule.
+With the defaults, on seeds 1/2/3 the oracle reaches 98.8 / 97.8 / 97.0 % of visits and the blind
+filter 95.8 / 95.0 / 95.4 % (the tracker itself: 94.6 / 96.2 / 96.6 %). The threshold is fitted
+to each seed's far people after the fact, which flatters both. Only with knowledge no real tracker
+has does a filter come near the 98 % target, and not on every seed: what stands in the way is the
+channel (slow, lossy advertisers give 1-3 packets near the counter within 5 s, with 3-6 dB noise,
+12-25 dB fades and a 1 m power off by up to 3 dB), not a missed trick of the decision rule.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import math
 import sys
 from pathlib import Path as FilePath
 from types import ModuleType
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,7 +45,8 @@ def _misses_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "checkin_misses", FilePath(__file__).with_name("checkin_misses.py")
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -52,7 +56,7 @@ def _misses_module() -> ModuleType:
 class DistanceFilter:
     """Grid posterior over (1 m power error, sigma, distance) of one beacon."""
 
-    _motion: dict[tuple[float, float, int], NDArray[np.float64]] = {}
+    _motion: ClassVar[dict[tuple[float, float, int], NDArray[np.float64]]] = {}
 
     def __init__(self, errors: NDArray[np.float64], sigmas: NDArray[np.float64], stay_s: float, speed: float):
         self.stay_s, self.speed = stay_s, speed
@@ -107,7 +111,7 @@ def best_near_probability(person: object, args: argparse.Namespace, until: float
     else:
         errors = np.array([float(radio.advertised_power_1m - radio.true_power_1m)])
         sigmas = np.array([radio.shadowing_db])
-    near = GRID_M <= args.near
+    near = np.less_equal(GRID_M, args.near)
     tracker: DistanceFilter | None = None
     best = 0.0
     for sighting in person.sightings:  # type: ignore[attr-defined]
@@ -127,7 +131,7 @@ def main() -> int:
     parser.add_argument(
         "--blind", action="store_true", help="not told the radio: marginalise over its ranges"
     )
-    parser.add_argument("--near", type=float, default=1.25, help="metres that count as at the counter")
+    parser.add_argument("--near", type=float, default=1.5, help="metres that count as at the counter")
     parser.add_argument("--stay", type=float, default=3.0, help="seconds a person stands still on average")
     parser.add_argument("--speed", type=float, default=2.0, help="fastest walk, m/s")
     args = parser.parse_args()
