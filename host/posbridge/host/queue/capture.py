@@ -166,8 +166,6 @@ class CaptureRequest:
         if "pan" in record:
             pan, expiry = str(record["pan"]), record.get("expiry")
             validate_pan(pan)
-            if expiry is not None and not (isinstance(expiry, str) and len(expiry) == 4 and expiry.isdigit()):
-                raise ParseError("expiry must be YYMM", field="expiry")
             card = Card(pan=pan, expiry=expiry, service_code=record.get("service_code"))
             return cls(amount, currency, str(record.get("source", "keyed")), card=card, **common)
         if "ksn" in record:
