@@ -84,6 +84,7 @@ class CheckInSettings:
     rise_noise_db: float = 4.5
     rise_window_s: float = 5.0
     rise_delay_s: float = 6.0
+    rise_min_packets: int = 2
 
     def __post_init__(self) -> None:
         if not 0 < self.counter_enter_m < self.counter_exit_m:
@@ -91,9 +92,11 @@ class CheckInSettings:
         positive = (self.evidence_scale_db, self.clip_low, self.clip_high, self.check_in_evidence,
                     self.check_out_evidence, self.memory_s, self.gone_timeout_s, self.time_constant_s,
                     self.path_loss_exponent)  # fmt: skip
-        if min(positive) <= 0 or self.rise_db <= 0 or self.shop_m <= self.counter_enter_m:
+        counts = (self.min_packets, self.rise_min_packets)
+        if min(positive) <= 0 or self.rise_db <= 0 or min(counts) < 1 or self.shop_m <= self.counter_enter_m:
             raise ValueError(
-                "scales, clips, evidence thresholds, times and the path-loss exponent must be positive"
+                "scales, clips, evidence thresholds, packet counts, times and the path-loss exponent"
+                " must be positive"
             )
 
 
@@ -240,7 +243,7 @@ class CheckInTracker:
         """Approach dynamics: has the beacon just risen ``rise_db`` above its own earlier level?
 
         Compares the mean relative level of the packets of the last ``rise_window_s`` (any run of
-        the newest ``min_packets`` or more) with the beacon's own smoothed level ``rise_delay_s``
+        the newest ``rise_min_packets`` or more) with the beacon's own smoothed level ``rise_delay_s``
         earlier (sampled once a second); the calibration error of the 1 m power cancels in the
         difference. The run must also stand ``rise_score`` noise-weighted sigmas (``rise_noise_db``
         per packet) above the level of a beacon ``shop_m`` away whose 1 m power is
@@ -269,7 +272,7 @@ class CheckInTracker:
         for n, (_, level) in enumerate(reversed(recent), start=1):
             total += level
             if (
-                n >= s.min_packets
+                n >= s.rise_min_packets
                 and total - n * self._shop_level >= needed * math.sqrt(n)
                 and total / n - before >= s.rise_db
             ):

@@ -172,6 +172,8 @@ def test_settings_are_validated() -> None:
         CheckInSettings(counter_enter_m=3.0, counter_exit_m=2.0)
     with pytest.raises(ValueError, match="positive"):
         CheckInSettings(gone_timeout_s=0.0)
+    with pytest.raises(ValueError, match="packet counts"):
+        CheckInSettings(rise_min_packets=0)
 
 
 @settings(max_examples=60, deadline=None)
