@@ -24,13 +24,11 @@ channel (slow, lossy advertisers give 1-3 packets near the counter within 5 s, w
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import sys
-from pathlib import Path as FilePath
-from types import ModuleType
 from typing import ClassVar
 
+import checkin_misses  # the sibling script: run as a script, this file's folder is on sys.path
 import numpy as np
 from numpy.typing import NDArray
 
@@ -39,18 +37,6 @@ ERRORS_DB = np.arange(-3.0, 3.01, 1.0)
 SIGMAS_DB = np.array([3.0, 4.5, 6.0])
 FADE_DB, FADE_SPREAD_DB, FADE_SHARE = 18.5, 5.0, 0.04
 DT_STEP_S = 0.05
-
-
-def _misses_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "checkin_misses", FilePath(__file__).with_name("checkin_misses.py")
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class DistanceFilter:
@@ -135,9 +121,8 @@ def main() -> int:
     parser.add_argument("--stay", type=float, default=3.0, help="seconds a person stands still on average")
     parser.add_argument("--speed", type=float, default=2.0, help="fastest walk, m/s")
     args = parser.parse_args()
-    misses = _misses_module()
     for seed in args.seed:
-        visits, far = misses.record(500, 300, seed)
+        visits, far = checkin_misses.record(500, 300, seed)
         threshold = max(best_near_probability(person, args) for person in far)
         on_time = [
             best_near_probability(person, args, person.path.waypoints[1].t + 5.0) > threshold
