@@ -201,9 +201,11 @@ def _whole_process_speed(rng: np.random.Generator, files: int) -> None:
             audio_seconds += samples.shape[0] / params.rate
         _, cpu, output, code = run_decode_process(Path(folder), pin=False)
     decoded = output.count('"tracks":[{')
-    print(f"whole posbridge decode process: {audio_seconds / max(cpu, 1e-9):.0f}x real time "
-          f"({files} files, {audio_seconds:.0f} s of audio, {cpu:.2f} s CPU incl. start-up; "
-          f"{decoded} swipes decoded, exit {code})")
+    print(
+        f"whole posbridge decode process: {audio_seconds / max(cpu, 1e-9):.0f}x real time "
+        f"({files} files, {audio_seconds:.0f} s of audio, {cpu:.2f} s CPU incl. start-up; "
+        f"{decoded} swipes decoded, exit {code})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,8 +253,13 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     print(f"posbridge decode benchmark (seed {args.seed}, {count} cases per class)\n")
-    for table, title in (("class", "by class"), ("track", "by track"), ("snr", "by SNR"),
-                         ("speed", "by mean speed"), ("rate", "by sample rate")):
+    for table, title in (
+        ("class", "by class"),
+        ("track", "by track"),
+        ("snr", "by SNR"),
+        ("speed", "by mean speed"),
+        ("rate", "by sample rate"),
+    ):
         print(f"{title}:")
         for key in sorted(tallies[table]):
             good, total = tallies[table][key]
@@ -274,8 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         if found:
             print(f"  noise recording {name!r}: {found} track(s) claimed")
     print(f"tracks claimed from noise-only recordings: {claims}")
-    print(f"decode speed, swipe recordings: {audio_seconds / max(cpu_seconds, 1e-9):.0f}x real time "
-          f"({audio_seconds:.1f} s of audio in {cpu_seconds:.2f} s CPU)")
+    print(
+        f"decode speed, swipe recordings: {audio_seconds / max(cpu_seconds, 1e-9):.0f}x real time "
+        f"({audio_seconds:.1f} s of audio in {cpu_seconds:.2f} s CPU)"
+    )
     print(f"decode speed, noise-only recordings: {noise_audio / max(noise_cpu, 1e-9):.0f}x real time")
     idle = np.random.default_rng(1).normal(0, 0.001, 48_000 * 60).astype(np.float32)
     started = time.process_time()

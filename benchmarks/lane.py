@@ -77,10 +77,15 @@ async def main(sales: int, watchers: int) -> None:
             for task in tasks:
                 task.cancel()
             await shop.stop()
-    for name, values in (("read -> captured", to_capture), ("captured -> approved", to_answer),
-                         (f"approved -> {watchers} consoles", to_console)):
-        print(f"{name:>26}: median {statistics.median(values) * 1000:7.1f} ms, "
-              f"p95 {percentile(values, 0.95) * 1000:7.1f} ms  ({len(values)} sales)")
+    for name, values in (
+        ("read -> captured", to_capture),
+        ("captured -> approved", to_answer),
+        (f"approved -> {watchers} consoles", to_console),
+    ):
+        print(
+            f"{name:>26}: median {statistics.median(values) * 1000:7.1f} ms, "
+            f"p95 {percentile(values, 0.95) * 1000:7.1f} ms  ({len(values)} sales)"
+        )
 
 
 if __name__ == "__main__":
