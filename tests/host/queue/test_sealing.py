@@ -6,14 +6,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
 
 import pytest
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from posbridge.host.queue import CaptureRequest, DeviceKey
+from posbridge.host.queue.capture import json_text
 from posbridge.host.queue.sealing import KEY_BYTES, NONCE_BYTES, SealedRecord
 from posbridge.host.queue.store import _masked_from_json, _masked_to_json
+from posbridge.protocols.cards import generate_test_pan
 from posbridge.protocols.errors import IntegrityError
 from posbridge.protocols.types import Card, MaskedCard
 
@@ -104,3 +107,31 @@ def test_masked_card_is_stored_as_a_compact_json_array(
     fields = [first6, last4, pan_length, brand, expiry, service_code]
     assert _masked_to_json(masked) == json.dumps(fields, separators=(",", ":"))
     assert _masked_from_json(_masked_to_json(masked)) == masked
+
+
+_JSON_SCALARS = (
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=24) | st.characters()
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=_JSON_SCALARS)
+def test_json_text_is_what_json_dumps_gives_for_any_scalar(value: object) -> None:
+    assert json_text(value) == json.dumps(value, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("value", [chr(0xD800), chr(0xDFFF) + "a", '"\\', "\x00\x1f\x7f", "é€😀", "\u2028"])
+def test_json_text_escapes_like_json_dumps_and_reads_back(value: str) -> None:
+    assert json_text(value) == json.dumps(value)
+    assert json.loads(json_text(value)) == value
+
+
+def test_card_fields_that_are_not_text_are_stored_as_json_dumps_stores_them() -> None:
+    masked = MaskedCard("411111", "1111", 16, "visa", "3012", 101)  # type: ignore[arg-type]
+    assert _masked_to_json(masked) == json.dumps(
+        ["411111", "1111", 16, "visa", "3012", 101], separators=(",", ":")
+    )
+    assert _masked_from_json(_masked_to_json(masked)) == masked
+    pan = generate_test_pan(random.Random(101))
+    request = CaptureRequest(100, "USD", "keyed", card=Card(pan, "3012", 101))  # type: ignore[arg-type]
+    assert json.loads(request.sealed_payload()) == {"pan": pan, "expiry": "3012", "service_code": 101}

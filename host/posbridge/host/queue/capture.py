@@ -9,6 +9,7 @@ by the queue before it touches the disk.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
@@ -22,13 +23,19 @@ from posbridge.protocols.types import Card, ChipRead, EncryptedCardData, MaskedC
 SOURCES = ("swipe", "chip", "keyed", "dongle", "checkin")
 
 
-def json_text(value: str | None) -> str:
-    """``value`` as a JSON value (a string, or ``null``), escaped as :func:`json.dumps` does.
+def json_text(value: object) -> str:
+    """``value`` as JSON text, exactly what :func:`json.dumps` gives for it.
 
     Captures write a few fixed-shape JSON texts; composing them from this is what
-    ``json.dumps(..., separators=(",", ":"))`` gives, without the encoder's set-up per call.
+    ``json.dumps(..., separators=(",", ":"))`` gives, without the encoder's set-up per call for
+    the usual values (a string or ``None``). Anything else -- a number where a card field was
+    read from JSON, say -- goes through :func:`json.dumps` itself.
     """
-    return "null" if value is None else encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return encode_basestring_ascii(value)
+    return json.dumps(value, separators=(",", ":"))
 
 
 class AccountHolder(Protocol):

@@ -363,7 +363,7 @@ def _masked_to_json(masked: MaskedCard | None) -> str | None:
     if masked is None:
         return None
     return (
-        f"[{json_text(masked.first6)},{json_text(masked.last4)},{int(masked.pan_length)},"
+        f"[{json_text(masked.first6)},{json_text(masked.last4)},{json_text(masked.pan_length)},"
         f"{json_text(masked.brand)},{json_text(masked.expiry)},{json_text(masked.service_code)}]"
     )
 
