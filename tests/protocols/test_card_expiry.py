@@ -81,3 +81,20 @@ def test_emv_57_with_a_bad_month_is_a_tlv_error() -> None:
     with pytest.raises(TlvError) as raised:
         chip_read_from_tlv(build_tlv("70", build_tlv("57", track2_equivalent)))
     assert PAN not in str(raised.value)
+
+
+def test_emv_5a_without_5f24_keeps_its_service_code() -> None:
+    card = card_from_tlv(parse_tlv(_pan_tlv(PAN) + build_tlv("5F30", b"\x02\x01")))
+    assert (card.pan, card.expiry, card.service_code) == (PAN, None, "201")
+
+
+@pytest.mark.parametrize("date", ["", "29", "2912", "29123100", "3012"])
+def test_emv_5f24_that_is_not_3_bytes_is_card_data_error_naming_5f24(date: str) -> None:
+    objects = parse_tlv(
+        _pan_tlv(PAN) + build_tlv("5F24", bytes.fromhex(date)) + build_tlv("5F30", b"\x02\x01")
+    )
+    with pytest.raises(CardDataError) as raised:
+        card_from_tlv(objects)
+    assert raised.value.context["tag"] == "5F24"
+    assert PAN not in str(raised.value)
+    assert PAN[-4:] not in str(raised.value)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from posbridge.protocols.cards import mask_pan, redact_pans
 from posbridge.protocols.errors import TlvError, TrackError
 from posbridge.protocols.magstripe import card_from_tracks
-from posbridge.protocols.types import Card, ChipRead, Track, TrackFormat
+from posbridge.protocols.types import Card, ChipRead, Track, TrackFormat, validate_expiry
 
 MAX_TAG_BYTES = 4
 MAX_LENGTH_BYTES = 4
@@ -806,6 +806,21 @@ def track2_equivalent_card(value: bytes) -> Card:
         raise TlvError(f"57 holds no valid card: {error.message}", tag="57") from None
 
 
+def _expiry_from_5f24(value: bytes) -> str:
+    """The YYMM expiry of an Application Expiration Date (5F24, n6 YYMMDD, EMV Book 3 Annex A).
+
+    :class:`CardDataError` (tag ``5F24``, never the value) unless it is 3 bytes of BCD digits
+    with month 01-12.
+    """
+    digits = value.hex()
+    if len(value) == 3 and digits.isdigit():
+        try:
+            return validate_expiry(digits[:4])
+        except TrackError:
+            pass
+    raise CardDataError("5F24 is not a date YYMMDD with month 01-12", tag="5F24", length=len(value))
+
+
 def card_from_tlv(objects: Sequence[Tlv]) -> Card:
     """The card from 57 (preferred) or 5A + 5F24, with the name from 5F20 (Book 3 Annex A)."""
     track2 = find_tlv(objects, b"\x57")
@@ -821,10 +836,10 @@ def card_from_tlv(objects: Sequence[Tlv]) -> Card:
     if pan_object is None:
         raise CardDataError("no PAN: neither 57 nor 5A present")
     pan = compressed_numeric(pan_object.value)
-    expiry = expiry_object.value.hex()[:4] if expiry_object is not None else None
+    expiry = _expiry_from_5f24(expiry_object.value) if expiry_object is not None else None
     service = find_tlv(objects, b"\x5f\x30")
     service_code = service.value.hex()[-3:] if service is not None else None
-    track = Track(number=2, format=TrackFormat.BCD, text=f"{pan}={expiry or ''}{service_code or ''}")
+    track = Track(number=2, format=TrackFormat.BCD, text=f"{pan}={expiry or '='}{service_code or ''}")
     try:
         card = card_from_tracks([track])
     except TrackError as error:
