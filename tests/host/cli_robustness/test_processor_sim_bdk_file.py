@@ -7,16 +7,22 @@ one stderr line that names the option and never quotes the file's contents.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import random
 import signal
 import subprocess
+import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from posbridge.host.cli._keys import read_hex_key_file
 from posbridge.protocols.cards import generate_test_pan
 from posbridge.protocols.dukpt import derive_aes_initial_key, encrypt_tracks
+from posbridge.protocols.errors import UsageError
 from posbridge.protocols.types import MaskedCard, Track, TrackFormat
 
 from .test_bad_input import POSBRIDGE, TIMEOUT_S, assert_usage_error, run_posbridge
@@ -114,3 +120,66 @@ def test_the_help_says_bdk_shows_in_the_process_list(tmp_path: Path) -> None:
     help_text = " ".join(result.stdout.split())
     assert "--bdk-file PATH" in help_text
     assert "shows in the process list" in help_text
+
+
+def test_a_bdk_file_that_is_a_terminal_is_a_usage_error_not_a_wait(tmp_path: Path) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        completed = subprocess.run(
+            [POSBRIDGE, "processor-sim", "--port", "0", "--bdk-file", "/dev/stdin"],
+            cwd=tmp_path,
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert_usage_error(completed)
+    assert "--bdk-file /dev/stdin" in completed.stderr
+    assert "terminal" in completed.stderr
+
+
+def _read_in_thread(path: Path, timeout_s: float) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+
+    def read() -> None:
+        try:
+            outcome.append(read_hex_key_file(str(path), "--bdk-file", "the BDK", (16,), timeout_s=timeout_s))
+        except UsageError as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_fifo_nobody_writes_to_is_a_usage_error_after_the_timeout(tmp_path: Path) -> None:
+    fifo = tmp_path / "bdk.fifo"
+    os.mkfifo(fifo)
+    thread, outcome = _read_in_thread(fifo, timeout_s=0.5)
+    thread.join(TIMEOUT_S)
+    hung = thread.is_alive()
+    if hung:  # release the reader blocked in open() before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert not hung
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], UsageError)
+    assert "--bdk-file" in str(outcome[0])
+    assert str(fifo) in str(outcome[0])
+
+
+def test_the_bdk_arrives_through_a_fifo_written_after_the_read_began(tmp_path: Path) -> None:
+    fifo = tmp_path / "bdk.fifo"
+    os.mkfifo(fifo)
+    thread, outcome = _read_in_thread(fifo, timeout_s=TIMEOUT_S)
+    time.sleep(0.2)
+    with open(fifo, "w") as writer:
+        writer.write(BDK_HEX[:10])
+        writer.flush()
+        time.sleep(0.1)
+        writer.write(BDK_HEX[10:] + "\n")
+    thread.join(TIMEOUT_S)
+    assert outcome == [bytes.fromhex(BDK_HEX)]
