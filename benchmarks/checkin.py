@@ -1,6 +1,7 @@
 """Check-in benchmark (issue 6, "Targets"): accuracy on simulated visits and throughput on one core.
 
-    .venv/bin/python benchmarks/checkin.py [--visits 300] [--far 200] [--seed 1] [--adverts 200000]
+    .venv/bin/python benchmarks/checkin.py [--visits 300] [--far 200] [--seed 1] [--adverts 200000] \
+        [--check-in quick|cautious]
 
 Scenes come from :mod:`posbridge.hardware.ble.scene` (the model behind ``virtual://``): each
 person carries a beacon with a random advertising interval (0.1-1 s), packet loss (10-50 %),
@@ -19,8 +20,9 @@ The misses concentrate where the model's ranges meet: slow advertisers (under ~1
 loss) with noisy channels (sigma >= 5.5 dB) and a 1 m power that is 2-3 dB off. A visitor 0.8 m
 away whose tag claims 3 dB too much looks 1.1 m away; a person 3.5 m away whose tag claims 3 dB
 too little looks 2.5 m away; with 6 dB per-packet noise and one packet every two seconds, no rule
-can tell them apart within 5 s every time. ``CheckInSettings.check_in_evidence`` moves the balance
-(higher: fewer false check-ins, slower check-ins).
+can tell them apart within 5 s every time. ``--check-in`` picks the tracker's mode
+(:data:`posbridge.host.checkin.CHECK_IN_MODES`): ``cautious`` (the product's default) or ``quick``,
+which checks visitors in sooner and a bystander now and then.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from posbridge.hardware.ble.scene import Path, Radio, Scene, SimBeacon
-from posbridge.host.checkin import CheckInTracker
+from posbridge.host.checkin import CHECK_IN_MODES, CheckInSettings, CheckInTracker
 from posbridge.host.customers import Customer, CustomerRegistry
 from posbridge.protocols.beacons import AltBeacon, EddystoneUid, IBeacon, beacon_sightings
 from posbridge.protocols.types import Advertisement, CheckIn, CheckOut, PresenceEvent
@@ -87,7 +89,9 @@ class VisitResult:
     dropped_while_there: bool
 
 
-def visit(rng: random.Random, index: int, seed: int) -> VisitResult:
+def visit(
+    rng: random.Random, index: int, seed: int, settings: CheckInSettings = CHECK_IN_MODES["cautious"]
+) -> VisitResult:
     """One customer visit: walk in, stand 0.3-0.8 m from the counter for 20-90 s, walk out."""
     angle = rng.uniform(-1.2, 1.2)
     spot_distance = rng.uniform(0.3, 0.8)
@@ -100,7 +104,9 @@ def visit(rng: random.Random, index: int, seed: int) -> VisitResult:
     path = Path.route(start, stops, speed)
     arrive = path.waypoints[1].t
     leave = path.waypoints[2].t
-    events = run(CheckInTracker(any_beacon=True), person(rng, index, path, seed * 100_003 + index))
+    events = run(
+        CheckInTracker(any_beacon=True, settings=settings), person(rng, index, path, seed * 100_003 + index)
+    )
     check_ins = [event for event in events if isinstance(event, CheckIn)]
     check_outs = [event for event in events if isinstance(event, CheckOut)]
     latency = check_ins[0].t - arrive if check_ins else None
@@ -109,7 +115,9 @@ def visit(rng: random.Random, index: int, seed: int) -> VisitResult:
     return VisitResult(len(check_ins), latency, min(after) if after else None, early_out)
 
 
-def far_person(rng: random.Random, index: int, seed: int) -> int:
+def far_person(
+    rng: random.Random, index: int, seed: int, settings: CheckInSettings = CHECK_IN_MODES["cautious"]
+) -> int:
     """Someone who stays >= 3.5 m away for 5 minutes; returns how often they were checked in."""
     kind = rng.choice(["staff", "browser", "passer-by"])
     if kind == "passer-by":
@@ -127,7 +135,9 @@ def far_person(rng: random.Random, index: int, seed: int) -> int:
             t += dwell + 6.0
         path = Path.route(0.0, stops, rng.uniform(0.5, 1.2))
         path = _keep_away(path, 3.5)
-    events = run(CheckInTracker(any_beacon=True), person(rng, index, path, seed * 100_019 + index))
+    events = run(
+        CheckInTracker(any_beacon=True, settings=settings), person(rng, index, path, seed * 100_019 + index)
+    )
     return sum(isinstance(event, CheckIn) for event in events)
 
 
@@ -201,16 +211,20 @@ def main() -> int:
     parser.add_argument("--far", type=int, default=200)
     parser.add_argument("--adverts", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--check-in", choices=sorted(CHECK_IN_MODES), default="cautious", help="tracker settings"
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
 
-    results = [visit(rng, index, args.seed) for index in range(args.visits)]
+    settings = CHECK_IN_MODES[args.check_in]
+    results = [visit(rng, index, args.seed, settings) for index in range(args.visits)]
     on_time = sum(r.check_ins == 1 and r.latency_s is not None and r.latency_s <= 5.0 for r in results)
     once = sum(r.check_ins == 1 for r in results)
     out_on_time = sum(r.checkout_delay_s is not None and r.checkout_delay_s <= 20.0 for r in results)
     latencies = sorted(max(r.latency_s, 0.0) for r in results if r.latency_s is not None)
     delays = sorted(r.checkout_delay_s for r in results if r.checkout_delay_s is not None)
-    far = [far_person(rng, 10_000 + index, args.seed) for index in range(args.far)]
+    far = [far_person(rng, 10_000 + index, args.seed, settings) for index in range(args.far)]
     rate = throughput(args.adverts, args.seed)
 
     def pct(count: int, total: int) -> str:
@@ -219,7 +233,7 @@ def main() -> int:
     def quantile(values: list[float], q: float) -> str:
         return f"{values[min(int(q * len(values)), len(values) - 1)]:.1f} s" if values else "n/a"
 
-    print(f"visits: {args.visits}, far people: {args.far}, seed {args.seed}")
+    print(f"visits: {args.visits}, far people: {args.far}, seed {args.seed}, check-in mode {args.check_in}")
     print(f"checked in within 5 s of arriving, once:  {pct(on_time, args.visits)}   (target >= 98 %)")
     print(f"  checked in exactly once:                 {pct(once, args.visits)}")
     spread = " / ".join(quantile(latencies, q) for q in (0.5, 0.95, 1.0))

@@ -49,8 +49,12 @@ class AtCounter:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data for the console."""
         return {
-            "customer": self.customer, "name": self.name, "beacon": self.beacon, "zone": self.zone,
-            "distance_m": self.distance_m, "since": self.since,
+            "customer": self.customer,
+            "name": self.name,
+            "beacon": self.beacon,
+            "zone": self.zone,
+            "distance_m": self.distance_m,
+            "since": self.since,
         }
 
 
@@ -67,8 +71,13 @@ class AudioReaderInput:
     shutdown between blocks, flushes the decoder and closes the source.
     """
 
-    def __init__(self, name: str, open_source: Callable[[], Any], make_decoder: Callable[[int, int], Any],
-                 convert: Callable[[Any], object | None] = lambda item: item) -> None:
+    def __init__(
+        self,
+        name: str,
+        open_source: Callable[[], Any],
+        make_decoder: Callable[[int, int], Any],
+        convert: Callable[[Any], object | None] = lambda item: item,
+    ) -> None:
         self.name = name
         self._open_source = open_source
         self._make_decoder = make_decoder
@@ -156,12 +165,13 @@ def configured_inputs(config: Config, registry: Any) -> list[Any]:
     for url in config.chip.readers:
         inputs.append(chip_reader(f"chip {url}", _audio_opener(url), config.chip.profile))
     if config.scanner.url:
-        inputs.append(_scanner_input(config.scanner.url, registry))
+        inputs.append(_scanner_input(config.scanner.url, registry, config.scanner.check_in))
     return inputs
 
 
-async def relay(events: Any, name: str, convert: Callable[[Any], object | None], emit: Emit,
-                stopping: asyncio.Event) -> None:
+async def relay(
+    events: Any, name: str, convert: Callable[[Any], object | None], emit: Emit, stopping: asyncio.Event
+) -> None:
     """Hand every item of the async iterator ``events`` to the lane until it ends or the lane stops."""
     iterator = events.__aiter__()
     stop_wait = asyncio.ensure_future(stopping.wait())
@@ -227,26 +237,32 @@ class DongleInput:
 
 
 class ScannerInput:
-    """The beacon scanner and check-in tracker: presence events (:class:`CheckIn` / :class:`CheckOut`)."""
+    """The beacon scanner and check-in tracker: presence events (:class:`CheckIn` / :class:`CheckOut`).
 
-    def __init__(self, name: str, open_scanner: Callable[[], Any], registry: Any) -> None:
+    ``check_in`` names the tracker's settings in :data:`posbridge.host.checkin.CHECK_IN_MODES`.
+    """
+
+    def __init__(
+        self, name: str, open_scanner: Callable[[], Any], registry: Any, check_in: str = "cautious"
+    ) -> None:
         self.name = name
         self._open_scanner = open_scanner
         self._registry = registry
+        self._check_in = check_in
 
     async def run(self, emit: Emit, stopping: asyncio.Event) -> None:
         """Track beacons until the scanner ends or the lane stops."""
-        from posbridge.host.checkin import CheckInTracker
+        from posbridge.host.checkin import CHECK_IN_MODES, CheckInTracker
 
         async with self._open_scanner() as scanner:
-            tracker = CheckInTracker(self._registry)
+            tracker = CheckInTracker(self._registry, settings=CHECK_IN_MODES[self._check_in])
             await relay(tracker.track(scanner), self.name, lambda event: event, emit, stopping)
 
 
-def _scanner_input(url: str, registry: Any) -> ScannerInput:
+def _scanner_input(url: str, registry: Any, check_in: str) -> ScannerInput:
     from posbridge.hardware.ble import open_scanner
 
-    return ScannerInput(f"scanner {url}", lambda: open_scanner(url), registry)
+    return ScannerInput(f"scanner {url}", lambda: open_scanner(url), registry, check_in)
 
 
 # ---------------------------------------------------------------------- queue, forwarder, registry
@@ -305,8 +321,9 @@ def make_forwarder(config: Config, queue: Any, **options: Any) -> ForwarderRunne
     """The forwarder that sends the queue's captures to ``[processor] url``; ``options`` tune it."""
     from posbridge.host.forwarder import Forwarder
 
-    return ForwarderRunner(Forwarder(queue, config.processor.url, timeout_s=config.processor.timeout_s,
-                                     **options))
+    return ForwarderRunner(
+        Forwarder(queue, config.processor.url, timeout_s=config.processor.timeout_s, **options)
+    )
 
 
 def close_queue(queue: Any) -> None:
@@ -336,8 +353,9 @@ def subscribe_queue(queue: Any, listener: Callable[[str, Any], None]) -> None:
     queue.subscribe(relay)
 
 
-async def capture(queue: Any, amount: int, currency: str, item: Any, customer: str | None,
-                  confirm: tuple[str, ...] = ()) -> Transaction:
+async def capture(
+    queue: Any, amount: int, currency: str, item: Any, customer: str | None, confirm: tuple[str, ...] = ()
+) -> Transaction:
     """Capture ``item`` (a swipe, chip read, dongle payload or account holder) durably for ``customer``.
 
     ``confirm`` lists the soft risk alerts the cashier has confirmed.
@@ -407,8 +425,13 @@ def sale_status(transaction: Transaction, online: bool) -> str:
 
 
 QUEUE_GROUPS = {
-    "captured": "pending", "forwarding": "pending", "failed": "offline",
-    "approved": "forwarded", "settled": "forwarded", "declined": "declined", "refused": "declined",
+    "captured": "pending",
+    "forwarding": "pending",
+    "failed": "offline",
+    "approved": "forwarded",
+    "settled": "forwarded",
+    "declined": "declined",
+    "refused": "declined",
 }
 
 
@@ -431,13 +454,20 @@ def queue_summary(queue: Any, config: Config, online: bool, limit: int) -> dict[
     items = []
     latest = queue.list()[-limit:][::-1] if limit else []
     for transaction in latest:
-        items.append({
-            "key": transaction.key, "amount": transaction.amount, "currency": transaction.currency,
-            "card": transaction.card.masked_pan if transaction.card else None,
-            "customer": transaction.customer, "state": transaction.state.value, "source": transaction.source,
-            "label": _item_label(transaction.state.value, online), "reason": transaction.reason,
-            "updated_at": transaction.updated_at,
-        })
+        items.append(
+            {
+                "key": transaction.key,
+                "amount": transaction.amount,
+                "currency": transaction.currency,
+                "card": transaction.card.masked_pan if transaction.card else None,
+                "customer": transaction.customer,
+                "state": transaction.state.value,
+                "source": transaction.source,
+                "label": _item_label(transaction.state.value, online),
+                "reason": transaction.reason,
+                "updated_at": transaction.updated_at,
+            }
+        )
     return {
         "counts": counts,
         "depth": depth,

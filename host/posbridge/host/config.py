@@ -75,9 +75,13 @@ class ChipConfig:
 
 @dataclass(frozen=True)
 class ScannerConfig:
-    """``[scanner]``: the BLE beacon scanner (``bleak://hci0``, ``replay://...``); empty disables it."""
+    """``[scanner]``: the BLE beacon scanner (``bleak://hci0``, ``replay://...``); empty disables it.
+
+    ``check_in`` is ``cautious`` (the default) or ``quick`` (:data:`posbridge.host.checkin.CHECK_IN_MODES`).
+    """
 
     url: str = ""
+    check_in: str = "cautious"
 
 
 @dataclass(frozen=True)
@@ -298,6 +302,7 @@ _VALIDATORS: dict[str, Callable[[Any], None]] = {
     "chip_readers": _require_scheme(AUDIO_SCHEMES),
     "chip_profile": _one_of("fast", "bell202"),
     "scanner_url": _require_scheme(SCANNER_SCHEMES, allow_empty=True),
+    "scanner_check_in": _one_of("cautious", "quick"),
     "queue_url": _require_scheme(QUEUE_SCHEMES, allow_empty=True),
     "processor_url": _require_scheme(PROCESSOR_SCHEMES),
     "processor_timeout_s": _at_least(0.1),

@@ -236,3 +236,23 @@ def test_a_rise_that_stays_below_the_counter_level_does_not_check_in() -> None:
     far_away = [(float(t), -35) for t in range(12)]
     shop_floor = [(12.0 + 0.5 * k, -9 + (3 if k % 2 else -3)) for k in range(120)]
     assert first_check_in(None, sightings_at_levels(far_away + shop_floor)) is None
+
+
+def test_cautious_mode_does_not_check_in_a_bystander_on_two_lucky_packets() -> None:
+    from posbridge.host.checkin import CHECK_IN_MODES
+
+    far_away = [(0.5 * k, -24) for k in range(24)]
+    lucky_then_far = [(12.0, -10), (12.3, -1), (12.7, 4)] + [(13.0 + 0.5 * k, -14) for k in range(40)]
+    sightings = sightings_at_levels(far_away + lucky_then_far)
+    assert first_check_in(CHECK_IN_MODES["quick"], sightings) == 12.7
+    assert first_check_in(CHECK_IN_MODES["cautious"], sightings) is None
+
+
+def test_cautious_mode_checks_a_visitor_in_one_packet_later() -> None:
+    from posbridge.host.checkin import CHECK_IN_MODES
+
+    approach = [(float(t), -25) for t in range(12)]
+    at_counter = [(12.0 + 1.5 * k, 2) for k in range(8)]
+    sightings = sightings_at_levels(approach + at_counter)
+    assert first_check_in(CHECK_IN_MODES["quick"], sightings) == 13.5
+    assert first_check_in(CHECK_IN_MODES["cautious"], sightings) == 15.0

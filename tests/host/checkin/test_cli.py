@@ -74,6 +74,17 @@ def test_any_beacon_checks_in_unregistered_beacons(
     assert {event["customer"] for event in events} == {None}
 
 
+def test_cautious_check_in_mode_is_a_cli_choice(recording: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["checkin", "--scanner", f"replay://{recording}", "--any-beacon", "--json"]
+    argv += ["--check-in", "cautious"]
+    assert main(argv) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [event["event"] for event in events].count("check_in") >= 1
+    with pytest.raises(SystemExit) as stop:
+        main(["checkin", "--scanner", f"replay://{recording}", "--any-beacon", "--check-in", "maybe"])
+    assert stop.value.code == 2
+
+
 def test_ble_scan_lists_beacons(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ble", "scan", "--scanner", "virtual://demo?duration=20", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

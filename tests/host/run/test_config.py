@@ -19,6 +19,7 @@ def test_defaults_need_no_hardware(isolated_env: Path) -> None:
     assert config.audio.readers == ()
     assert config.dongles.links == ()
     assert config.scanner.url == ""
+    assert config.scanner.check_in == "cautious"
     assert (config.console.host, config.console.port) == ("127.0.0.1", 8080)
     assert config.queue_url == f"sqlite:///{config.state_dir / 'queue.db'}"
 
@@ -57,6 +58,8 @@ def test_config_is_frozen(isolated_env: Path) -> None:
          "[audio] readers"),
         ('[queue]\npath = "x"\n', "posbridge.toml: [queue] path: unknown key (known: url)", "[queue] path"),
         ("[offline]\nmax_count = 0\n", "[offline] max_count: must be at least 1", "[offline] max_count"),
+        ('[scanner]\ncheck_in = "eager"\n', "[scanner] check_in: must be one of cautious, quick",
+         "[scanner] check_in"),
         ("[lane\n", "posbridge.toml: not valid TOML", None),
     ],
 )

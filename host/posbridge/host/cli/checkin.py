@@ -1,10 +1,11 @@
 """``posbridge checkin``: print who checks in at and out of the counter (issue 6, "Build" 5).
 
-``posbridge checkin --scanner URL [--json] [--registry FILE] [--any-beacon]``. With ``--json``
-one object per line: ``{"t", "event": "check_in"|"check_out", "beacon", "customer", "zone",
-"distance_m"}``; ``t`` is the advertisement's own time (Unix seconds live, the recording's when
-replaying). A recording replays as fast as the CPU allows. A summary (adverts, beacons,
-malformed ignored) goes to stderr at the end.
+``posbridge checkin --scanner URL [--json] [--registry FILE] [--any-beacon] [--check-in MODE]``.
+With ``--json`` one object per line: ``{"t", "event": "check_in"|"check_out", "beacon",
+"customer", "zone", "distance_m"}``; ``t`` is the advertisement's own time (Unix seconds live, the
+recording's when replaying). ``--check-in`` picks ``cautious`` (default) or ``quick``
+(:data:`posbridge.host.checkin.CHECK_IN_MODES`). A recording replays as fast as the CPU allows.
+A summary (adverts, beacons, malformed ignored) goes to stderr at the end.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--any-beacon", action="store_true", help="treat every beacon as registered (rigs and tests)"
     )
+    parser.add_argument(
+        "--check-in", choices=("cautious", "quick"), default="cautious",
+        help="cautious (default): people a few metres away are not checked in, visitors within"
+        " seconds; quick: visitors a little sooner, a bystander now and then",
+    )  # fmt: skip
     add_output_options(parser, reveal=False)
     parser.set_defaults(handler=run)
 
@@ -51,7 +57,7 @@ def event_json(event: Any) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Track until the scanner ends (or Ctrl-C); exit 0."""
     from posbridge.hardware.ble import open_scanner
-    from posbridge.host.checkin import CheckInTracker
+    from posbridge.host.checkin import CHECK_IN_MODES, CheckInTracker
     from posbridge.host.customers import CustomerRegistry
     from posbridge.protocols.errors import UsageError
 
@@ -59,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("nothing to check in: pass --registry FILE or --any-beacon")
     registry = CustomerRegistry.load(args.registry) if args.registry else None
     scanner = open_scanner(args.scanner)
-    tracker = CheckInTracker(registry, any_beacon=args.any_beacon)
+    tracker = CheckInTracker(registry, any_beacon=args.any_beacon, settings=CHECK_IN_MODES[args.check_in])
 
     def show(event: Any) -> None:
         if args.json:
