@@ -31,9 +31,10 @@ HTTP API (JSON bodies; amounts in minor units)::
 
 Decline rules, in order: undecryptable DUKPT payload or unreadable track data (a track whose
 expiry is not YYMM with month 01-12 is unreadable), Luhn failure, invalid expiry date (a keyed
-``"expiry"`` that is not YYMM with month 01-12), expired card (YYMM before the current month),
-PAN or amount on the decline list, amount over ``max_amount``, unknown account
-token, insufficient account balance. Card data is never logged; records hold masked PANs only.
+``"expiry"`` that is not a string YYMM with month 01-12, such as ``""`` or a number; absent or
+``null`` is no expiry), expired card (YYMM before the current month), PAN or amount on the
+decline list, amount over ``max_amount``, unknown account token, insufficient account balance.
+Card data is never logged; records hold masked PANs only.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ TEST_BDK = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
 FAULT_MODES = ("ok", "fail", "timeout", "slow", "drop", "twice")
 
 
-def _valid_expiry(expiry: str) -> bool:
+def _valid_expiry(expiry: object) -> bool:
     try:
         validate_expiry(expiry)
     except TrackError:
@@ -195,8 +196,8 @@ class ProcessorSim:
 
     # ------------------------------------------------------------------ rules
 
-    def _card_from_body(self, body: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
-        """(pan, expiry, decline reason) from the request's card data."""
+    def _card_from_body(self, body: Mapping[str, Any]) -> tuple[str | None, object, str | None]:
+        """(pan, expiry, decline reason) from the request's card data; a keyed expiry as sent."""
         if "dukpt" in body:
             payload = body["dukpt"]
             try:
@@ -220,8 +221,8 @@ class ProcessorSim:
                 return None, None, "unreadable track data"
             return card.pan, card.expiry, None
         pan = str(card_body.get("pan", ""))
-        expiry = card_body.get("expiry")
-        return pan, expiry if isinstance(expiry, str) else None, None
+        expiry: object = card_body.get("expiry")
+        return pan, expiry, None
 
     def _decide(self, body: Mapping[str, Any]) -> tuple[str, str | None, str | None, str | None]:
         """(status, reason, masked pan, card hash) for a new request; debits accounts when approved."""
@@ -242,9 +243,9 @@ class ProcessorSim:
         masked, card_hash = mask_pan(pan), self._hash(pan)
         if not luhn_valid(pan):
             return "declined", "invalid card number", masked, card_hash
-        if expiry and not _valid_expiry(expiry):
+        if expiry is not None and not _valid_expiry(expiry):
             return "declined", "invalid expiry date", masked, card_hash
-        if card_expired(expiry, self.clock()):
+        if isinstance(expiry, str) and card_expired(expiry, self.clock()):
             return "declined", "expired card", masked, card_hash
         if card_hash in self._decline_hashes or amount in self.decline_amounts:
             return "declined", "do not honor", masked, card_hash

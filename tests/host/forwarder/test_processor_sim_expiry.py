@@ -31,6 +31,11 @@ async def _authorize(url: str, key: str, card: dict[str, Any]) -> dict[str, Any]
     [
         ({"pan": PAN, "expiry": "9999"}, "invalid expiry date"),
         ({"pan": PAN, "expiry": "3000"}, "invalid expiry date"),
+        ({"pan": PAN, "expiry": ""}, "invalid expiry date"),
+        ({"pan": PAN, "expiry": 9913}, "invalid expiry date"),
+        ({"pan": PAN, "expiry": 3012}, "invalid expiry date"),
+        ({"pan": PAN, "expiry": ["3012"]}, "invalid expiry date"),
+        ({"pan": PAN, "expiry": None}, None),
         ({"track2": f"{PAN}=99131010000012300"}, "unreadable track data"),
         ({"track2": f"{PAN}=9X121010000012300"}, "unreadable track data"),
         ({"pan": PAN, "expiry": "2001"}, "expired card"),
