@@ -207,9 +207,13 @@ class ProcessorSim:
                     MaskedCard("", "", 0, "unknown"),
                     str(payload.get("scheme", "aes128")),
                 )
-                card = card_from_tracks(decrypt_tracks(self._bdk, encrypted))
+                tracks = decrypt_tracks(self._bdk, encrypted)
             except (CryptoError, ParseError, KeyError, TypeError, ValueError):
                 return None, None, "cannot decrypt card data"
+            try:
+                card = card_from_tracks(tracks)
+            except ParseError:
+                return None, None, "unreadable track data"
             return card.pan, card.expiry, None
         card_body = body.get("card")
         if not isinstance(card_body, Mapping):

@@ -50,7 +50,9 @@ async def test_expiry_rules(sim: tuple[ProcessorSim, str], card: dict[str, Any],
     assert PAN not in repr(processor.records)
 
 
-async def test_a_dukpt_payload_whose_track_has_a_bad_month_is_declined(sim: tuple[ProcessorSim, str]) -> None:
+async def test_a_dukpt_payload_whose_track_has_a_bad_month_is_declined_as_unreadable(
+    sim: tuple[ProcessorSim, str],
+) -> None:
     processor, url = sim
     ksn = bytes.fromhex("123456789012345600000001")
     initial_key = derive_aes_initial_key(TEST_BDK, ksn[:8])
@@ -65,5 +67,5 @@ async def test_a_dukpt_payload_whose_track_has_a_bad_month_is_declined(sim: tupl
     ):
         assert answer.status == 200
         result = await answer.json()
-    assert (result["status"], result["reason"]) == ("declined", "cannot decrypt card data")
+    assert (result["status"], result["reason"]) == ("declined", "unreadable track data")
     assert processor.records["d1"].charges == 0
