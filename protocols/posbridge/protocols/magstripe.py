@@ -284,12 +284,20 @@ def _split_rest(rest: str, track: Track) -> tuple[str | None, str | None, str]:
     return expiry, service_code, rest
 
 
+def _format_b_match(track: Track) -> re.Match[str] | None:
+    """The match of a format code B track's layout (PAN, name, the rest), ``None`` if it is not one."""
+    pattern = _TRACK1_B if track.format is TrackFormat.ALPHA else _TRACK2_B
+    return pattern.match(track.text)
+
+
 def _parse_format_b(track: Track) -> _Fields | None:
     """The fields of a format code B track, ``None`` if it is not one, :class:`TrackError` if malformed."""
-    pattern = _TRACK1_B if track.format is TrackFormat.ALPHA else _TRACK2_B
-    match = pattern.match(track.text)
-    if match is None:
-        return None
+    match = _format_b_match(track)
+    return None if match is None else _format_b_fields(match, track)
+
+
+def _format_b_fields(match: re.Match[str], track: Track) -> _Fields:
+    """The fields of ``track`` laid out as ``match`` found; :class:`TrackError` if one is malformed."""
     expiry, service_code, discretionary = _split_rest(match.group("rest"), track)
     name = match.groupdict().get("name")
     return _Fields(
@@ -378,6 +386,7 @@ def describe_service_code(code: str) -> dict[str, str]:
 
 
 _PAN_OR_DATA_CHARACTER = re.compile(r"(?<!\d)\d{12,19}(?!\d)|[0-9A-Za-z]")
+_NOT_SEPARATOR_OR_SPACE = re.compile(r"[^\^= ]")
 
 
 def masked_track_text(track: Track) -> str:
@@ -385,19 +394,23 @@ def masked_track_text(track: Track) -> str:
 
     For a format code B track the PAN is masked with :func:`mask_pan`, every name character and
     every discretionary-data character becomes ``*`` (discretionary data may hold a card
-    verification value); expiry and service code stay readable. In any other track (not format
-    B, or with a malformed expiry or service code field, so its fields cannot be told apart)
-    every run of 12-19 digits is masked like a PAN and every other letter or digit becomes ``*``;
-    separators and spaces stay.
+    verification value); expiry and service code stay readable. In a format code B track whose
+    expiry or service code field is malformed (so the fields after the PAN cannot be told apart)
+    the PAN is masked and every character after it but a field separator or space becomes ``*``.
+    In any other track every run of 12-19 digits is masked like a PAN and every other letter or
+    digit becomes ``*``; separators and spaces stay.
     """
-    try:
-        fields = _parse_format_b(track)
-    except TrackError:
-        fields = None
-    if fields is None:
+    layout = _format_b_match(track)
+    if layout is None:
         return _PAN_OR_DATA_CHARACTER.sub(
             lambda match: mask_pan(match.group(0)) if len(match.group(0)) > 1 else "*", track.text
         )
+    try:
+        fields = _format_b_fields(layout, track)
+    except TrackError:
+        pan_start, pan_end = layout.span("pan")
+        hidden = _NOT_SEPARATOR_OR_SPACE.sub("*", track.text[pan_end:])
+        return track.text[:pan_start] + mask_pan(layout.group("pan")) + hidden
     text = track.text
     pan_start = 1 if track.format is TrackFormat.ALPHA else 0
     pan_end = pan_start + len(fields.pan)

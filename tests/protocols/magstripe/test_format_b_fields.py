@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from posbridge.protocols.cards import generate_test_pan
+from posbridge.protocols.cards import generate_test_pan, mask_pan
 from posbridge.protocols.errors import TrackError
 from posbridge.protocols.magstripe import card_from_tracks, decode_track_bits, encode_track, masked_track_text
 from posbridge.protocols.types import Card, Track, TrackFormat
@@ -148,3 +148,21 @@ def test_a_digit_expiry_parses_exactly_when_its_month_is_1_to_12(year: int, mont
     else:
         with pytest.raises(TrackError):
             card_from_tracks([track])
+
+
+@pytest.mark.parametrize(
+    ("track", "shown_after_pan"),
+    [
+        (_track2("9913101987654321"), "=****************"),
+        (_track2("2512:01987654321000"), "=*******************"),
+        (_track1("9913101987654321000"), "^********^*******************"),
+    ],
+)
+def test_a_malformed_format_b_track_hides_all_but_the_masked_pan(track: Track, shown_after_pan: str) -> None:
+    """Its fields cannot be told apart, so no part of the discretionary data (which may hold a
+    card verification value) is shown, not even the last four digits of a PAN-length digit run."""
+    shown = masked_track_text(track)
+    assert shown.endswith(shown_after_pan)
+    assert shown.removesuffix(shown_after_pan) in (mask_pan(PAN), "B" + mask_pan(PAN))
+    assert "4321" not in shown
+    assert "9913" not in shown
