@@ -215,3 +215,45 @@ def test_new_keys_sort_by_creation_time(queue: TransactionQueue) -> None:
     assert all(key < later for key in earlier)
     assert all(len(key) == len(later) == 35 and key.startswith("tx_") for key in earlier)
     assert abs(int(later[3:15], 16) / 1000 - time.time()) < 60
+
+
+_MASKED = {"first6": "400000", "last4": "0002", "pan_length": 16, "brand": "visa", "expiry": "3012"}
+
+
+@pytest.mark.parametrize(
+    "masked",
+    [
+        {**_MASKED, "first6": 400000},
+        {**_MASKED, "brand": None},
+        {**_MASKED, "pan_length": "16"},
+        {**_MASKED, "pan_length": True},
+        {**_MASKED, "expiry": 3012},
+        {**_MASKED, "service_code": ["101"]},
+        {**_MASKED, "color": "red"},
+        ["400000", "0002"],
+    ],
+)
+def test_a_dongle_record_whose_masked_card_has_a_wrong_type_is_a_parse_error(
+    queue: TransactionQueue, masked: object
+) -> None:
+    record = {"amount": 100, "ksn": "00" * 10, "ciphertext": "00" * 16, "masked": masked}
+    with pytest.raises(ParseError):
+        queue.capture_request(CaptureRequest.from_json(record))
+    assert queue.list() == []
+
+
+@pytest.mark.parametrize("service_code", [101, 21, ["101"], {"code": "101"}])
+def test_a_keyed_record_whose_service_code_is_not_text_is_a_parse_error(
+    queue: TransactionQueue, pans: Iterator[str], service_code: object
+) -> None:
+    record = {"amount": 100, "pan": next(pans), "expiry": "3012", "service_code": service_code}
+    with pytest.raises(ParseError):
+        queue.capture_request(CaptureRequest.from_json(record))
+    assert queue.list() == []
+
+
+def test_a_dongle_record_with_a_well_typed_masked_card_is_captured(queue: TransactionQueue) -> None:
+    record = {"amount": 100, "ksn": "00" * 10, "ciphertext": "00" * 16, "masked": _MASKED}
+    transaction = queue.capture_request(CaptureRequest.from_json(record))
+    assert transaction.card == MaskedCard(**_MASKED)
+    assert queue.get(transaction.key).card == MaskedCard(**_MASKED)

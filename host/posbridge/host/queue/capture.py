@@ -38,6 +38,21 @@ def json_text(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _masked_card(value: Any) -> MaskedCard:
+    """A :class:`MaskedCard` from its JSON object; :class:`TypeError` unless every field has its type."""
+    masked = MaskedCard(**value)
+    texts = (masked.first6, masked.last4, masked.brand)
+    optional_texts = (masked.expiry, masked.service_code)
+    if (
+        not all(isinstance(text, str) for text in texts)
+        or not all(text is None or isinstance(text, str) for text in optional_texts)
+        or isinstance(masked.pan_length, bool)
+        or not isinstance(masked.pan_length, int)
+    ):
+        raise TypeError("a masked card has text fields and an integer pan_length")
+    return masked
+
+
 class AccountHolder(Protocol):
     """A customer as the registry of :mod:`posbridge.host.customers` describes one."""
 
@@ -171,14 +186,16 @@ class CaptureRequest:
             source = str(record.get("source", "swipe"))
             return cls(amount, currency, source, card=card_from_track2(track2), track2=track2, **common)
         if "pan" in record:
-            pan, expiry = str(record["pan"]), record.get("expiry")
+            pan, expiry, service_code = str(record["pan"]), record.get("expiry"), record.get("service_code")
             validate_pan(pan)
-            card = Card(pan=pan, expiry=expiry, service_code=record.get("service_code"))
+            if service_code is not None and not isinstance(service_code, str):
+                raise ParseError('service_code must be text such as "101"', field="service_code")
+            card = Card(pan=pan, expiry=expiry, service_code=service_code)
             return cls(amount, currency, str(record.get("source", "keyed")), card=card, **common)
         if "ksn" in record:
             try:
                 ksn, ciphertext = bytes.fromhex(record["ksn"]), bytes.fromhex(record["ciphertext"])
-                masked = MaskedCard(**record["masked"])
+                masked = _masked_card(record["masked"])
             except (KeyError, TypeError, ValueError) as error:
                 raise ParseError(
                     "a dongle payload needs hex ksn, hex ciphertext and a masked card"
