@@ -28,13 +28,15 @@ def json_text(value: object) -> str:
 
     Captures write a few fixed-shape JSON texts; composing them from this is what
     ``json.dumps(..., separators=(",", ":"))`` gives, without the encoder's set-up per call for
-    the usual values (a string or ``None``). Anything else -- a number where a card field was
-    read from JSON, say -- goes through :func:`json.dumps` itself.
+    the usual values (a string, ``None`` or an ``int``). Anything else goes through
+    :func:`json.dumps` itself.
     """
     if value is None:
         return "null"
     if isinstance(value, str):
         return encode_basestring_ascii(value)
+    if type(value) is int:
+        return int.__repr__(value)
     return json.dumps(value, separators=(",", ":"))
 
 
