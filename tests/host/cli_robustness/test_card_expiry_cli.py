@@ -1,4 +1,5 @@
-"""A bad card expiry (not YYMM with month 01-12) at the command line: a usage error, never a crash."""
+"""A bad card expiry (not YYMM with month 01-12) or service code (not three digits) at the command
+line: a usage error, never a crash."""
 
 from __future__ import annotations
 
@@ -40,3 +41,13 @@ def test_queue_capture_reports_a_bad_keyed_expiry_as_an_invalid_line(tmp_path: P
     assert records[0]["reason"].startswith("line 1: ")
     assert "expiry" in records[0]["reason"]
     assert PAN not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("service_code", ["12", "1011", "1x1", "١٠١"])
+def test_synth_refuses_a_service_code_that_is_not_three_digits(service_code: str, tmp_path: Path) -> None:
+    """Else the track would read back with another service code (``12`` as ``120``) or not at all."""
+    result = run_posbridge(["synth", "x.wav", "--pan", PAN, "--service-code", service_code], tmp_path)
+    assert_usage_error(result)
+    assert "--service-code" in result.stderr
+    assert PAN not in result.stderr + result.stdout
+    assert not (tmp_path / "x.wav").exists()
