@@ -118,3 +118,25 @@ def test_the_wal_rewinds_instead_of_growing(
     assert largest <= 32 + 2 * AUTOCHECKPOINT_PAGES * (page_size + 24)
     assert queue.offline_status().count == captures
     assert len(queue.audit()) == captures
+
+
+def test_a_truncate_checkpoint_empties_the_wal_while_background_checkpoints_run(
+    make_queue: Callable[..., TransactionQueue], pans: Iterator[str]
+) -> None:
+    """A ``TRUNCATE`` checkpoint (run after card data is destroyed) returns busy at once while
+    the background connection checkpoints; the queue holds that off, so the WAL -- holding the
+    overwritten sealed records -- is emptied every time. Each capture wakes the background
+    thread; the truncation follows as soon as it is awake (without the hold-off, about half of
+    them found it checkpointing)."""
+    queue = make_queue(checkpoint_after_commits=1, limits=OfflineLimits(10**6, 10**12, 10**6))
+    wal = queue.path.with_name(queue.path.name + "-wal")
+    left_in_wal = []
+    for index in range(80):
+        queue.capture(100 + index, "USD", Card(next(pans), "3012", "101"), keyed=True)
+        deadline = time.monotonic() + 10
+        while queue.checkpointer._due.is_set() and time.monotonic() < deadline:
+            time.sleep(0)
+        queue.checkpoint()
+        left_in_wal.append(wal.stat().st_size)
+    assert queue.checkpointer.count > 0
+    assert set(left_in_wal) == {0}

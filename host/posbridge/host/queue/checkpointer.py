@@ -20,6 +20,7 @@ import logging
 import sqlite3
 import threading
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 log = logging.getLogger("posbridge.queue")
@@ -40,7 +41,9 @@ class BackgroundCheckpointer:
     """A daemon thread that checkpoints the WAL of ``path`` after every ``after_commits`` commits.
 
     Call :meth:`committed` after each commit (cheap: a counter) and :meth:`close` before closing
-    the database. ``count`` and ``busy_s`` (seconds spent checkpointing) report its work.
+    the database; hold :meth:`paused` around a ``TRUNCATE`` checkpoint of another connection
+    (which fails at once, ``SQLITE_BUSY``, while this one is checkpointing). ``count`` and
+    ``busy_s`` (seconds spent checkpointing) report its work.
     """
 
     def __init__(self, path: Path, after_commits: int = CHECKPOINT_AFTER_COMMITS) -> None:
@@ -50,6 +53,7 @@ class BackgroundCheckpointer:
         self.busy_s = 0.0
         self._commits = 0
         self._due = threading.Event()
+        self._checkpointing = threading.Lock()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"checkpoint {path.name}", daemon=True)
         self._thread.start()
@@ -60,6 +64,10 @@ class BackgroundCheckpointer:
         if self._commits >= self.after_commits:
             self._commits = 0
             self._due.set()
+
+    def paused(self) -> AbstractContextManager[object]:
+        """A context in which this thread runs no checkpoint (entering waits for one in progress)."""
+        return self._checkpointing
 
     def close(self) -> None:
         """Stop the thread (after a checkpoint in progress finishes)."""
@@ -80,7 +88,8 @@ class BackgroundCheckpointer:
                     if db is None:
                         db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
                         db.execute("PRAGMA synchronous=FULL")
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    with self._checkpointing:
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as error:
                     log.debug("background checkpoint skipped: %s", error)
                 self.busy_s += time.perf_counter() - started

@@ -533,9 +533,16 @@ class TransactionQueue:
         db.execute("UPDATE transactions SET last_audit=? WHERE key=?", (entry, key))
 
     def checkpoint(self) -> None:
-        """Fold the WAL into the database and truncate it (so overwritten card data leaves the WAL)."""
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Fold the WAL into the database and truncate it (so overwritten card data leaves the WAL).
+
+        The background checkpoint is held off meanwhile: while it runs, a ``TRUNCATE`` checkpoint
+        returns busy at once and leaves the WAL as it was. A checkpoint still blocked (by another
+        process) is logged as a warning.
+        """
+        with self._lock, self.checkpointer.paused():
+            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:
+            log.warning("the WAL of %s was not truncated (another connection is using it)", self.path)
 
     # ------------------------------------------------------------------ events
 
