@@ -55,9 +55,9 @@ from posbridge.host.queue.capture import card_from_track2
 from posbridge.host.queue.rules import card_expired
 from posbridge.protocols.cards import luhn_valid, mask_pan
 from posbridge.protocols.dukpt import KeyType, decrypt_tracks
-from posbridge.protocols.errors import ConfigError, CryptoError, ParseError, TrackError, UsageError
+from posbridge.protocols.errors import ConfigError, CryptoError, ParseError, UsageError
 from posbridge.protocols.magstripe import card_from_tracks
-from posbridge.protocols.types import EncryptedCardData, MaskedCard, validate_expiry
+from posbridge.protocols.types import EncryptedCardData, MaskedCard, is_valid_expiry
 
 log = logging.getLogger("posbridge.processor_sim")
 
@@ -65,14 +65,6 @@ TEST_BDK = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
 """The AES-128 BDK of ANSI X9.24-3-2017 Annex B (a published test key, never a production one)."""
 
 FAULT_MODES = ("ok", "fail", "timeout", "slow", "drop", "twice")
-
-
-def _valid_expiry(expiry: object) -> bool:
-    try:
-        validate_expiry(expiry)
-    except TrackError:
-        return False
-    return True
 
 
 @dataclass
@@ -247,7 +239,7 @@ class ProcessorSim:
         masked, card_hash = mask_pan(pan), self._hash(pan)
         if not luhn_valid(pan):
             return "declined", "invalid card number", masked, card_hash
-        if expiry is not None and not _valid_expiry(expiry):
+        if expiry is not None and not is_valid_expiry(expiry):
             return "declined", "invalid expiry date", masked, card_hash
         if isinstance(expiry, str) and card_expired(expiry, self.clock()):
             return "declined", "expired card", masked, card_hash

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from posbridge.protocols.cards import mask_pan, redact_pans
 from posbridge.protocols.errors import TlvError, TrackError
 from posbridge.protocols.magstripe import card_from_tracks
-from posbridge.protocols.types import Card, ChipRead, Track, TrackFormat, validate_expiry
+from posbridge.protocols.types import Card, ChipRead, Track, TrackFormat, is_valid_expiry
 
 MAX_TAG_BYTES = 4
 MAX_LENGTH_BYTES = 4
@@ -813,11 +813,8 @@ def _expiry_from_5f24(value: bytes) -> str:
     with month 01-12.
     """
     digits = value.hex()
-    if len(value) == 3 and digits.isdigit():
-        try:
-            return validate_expiry(digits[:4])
-        except TrackError:
-            pass
+    if len(value) == 3 and is_valid_expiry(digits[:4]) and digits[4:].isdigit():
+        return digits[:4]
     raise CardDataError("5F24 is not a date YYMMDD with month 01-12", tag="5F24", length=len(value))
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from posbridge.protocols.cards import luhn_valid, mask_pan, validate_pan
 from posbridge.protocols.errors import ChecksumError, TrackError
-from posbridge.protocols.types import Card, Direction, Track, TrackFormat, validate_expiry
+from posbridge.protocols.types import Card, Direction, Track, TrackFormat, is_valid_expiry
 
 
 @dataclass(frozen=True)
@@ -262,14 +262,11 @@ def _split_rest(rest: str, track: Track) -> tuple[str | None, str | None, str]:
     if rest.startswith(_FIELD_SEPARATORS):
         rest = rest[1:]
     elif rest:
-        try:
-            expiry = validate_expiry(rest[:4])
-        except TrackError:
+        if not is_valid_expiry(rest[:4]):
             raise TrackError(
-                f"Track {number}: the expiry field is not YYMM with month 01-12",
-                field="expiry",
-                track=number,
-            ) from None
+                f"Track {number}: the expiry field is not YYMM with month 01-12", field="expiry", track=number
+            )
+        expiry = rest[:4]
         rest = rest[4:]
     if rest.startswith(_FIELD_SEPARATORS):
         rest = rest[1:]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from posbridge.protocols.cards import card_brand, mask_pan
 from posbridge.protocols.errors import TrackError
@@ -98,12 +98,17 @@ class MaskedCard:
 _EXPIRY = re.compile(r"[0-9]{2}(?:0[1-9]|1[0-2])")
 
 
-def validate_expiry(expiry: object) -> str:
-    """Return ``expiry`` if it is an expiry date YYMM with month 01-12 (ISO/IEC 7813 §10.2, §11.2).
+def is_valid_expiry(expiry: object) -> TypeGuard[str]:
+    """Whether ``expiry`` is an expiry date: text YYMM with month 01-12 (ISO/IEC 7813 §10.2, §11.2)."""
+    return isinstance(expiry, str) and _EXPIRY.fullmatch(expiry) is not None
 
-    Else raise :class:`TrackError` (field ``"expiry"``); the message never quotes the value.
+
+def validate_expiry(expiry: object) -> str:
+    """Return ``expiry`` if :func:`is_valid_expiry`, else raise :class:`TrackError` (field ``"expiry"``).
+
+    The message never quotes the value.
     """
-    if not isinstance(expiry, str) or _EXPIRY.fullmatch(expiry) is None:
+    if not is_valid_expiry(expiry):
         raise TrackError("an expiry date must be 4 digits YYMM with month 01-12", field="expiry")
     return expiry
 
