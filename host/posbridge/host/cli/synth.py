@@ -88,13 +88,13 @@ def run(args: argparse.Namespace) -> int:
     if args.pan is not None:
         if not (args.pan.isdigit() and 12 <= len(args.pan) <= 19 and luhn_valid(args.pan)):
             raise UsageError("--pan must be a Luhn-valid 12-19 digit test number")
-        service_code = args.service_code or "101"
+        service_code = "101" if args.service_code is None else args.service_code
         if not (len(service_code) == 3 and service_code.isascii() and service_code.isdigit()):
             raise UsageError("--service-code must be three digits (ISO/IEC 7813), such as 101")
         try:
             card = Card(
                 pan=args.pan,
-                expiry=args.expiry or "3012",
+                expiry="3012" if args.expiry is None else args.expiry,
                 service_code=service_code,
                 name=args.name or "TEST/CARD",
                 discretionary="000000",
