@@ -15,11 +15,17 @@ from .test_bad_input import assert_usage_error, run_posbridge
 PAN = generate_test_pan(random.Random(1113), prefix="411111")
 
 
-@pytest.mark.parametrize("expiry", ["9999", "3013", "3000", "30x2", ""])
-def test_synth_refuses_a_bad_expiry(expiry: str, tmp_path: Path) -> None:
-    result = run_posbridge(["synth", "x.wav", "--pan", PAN, "--expiry", expiry], tmp_path)
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--expiry", value) for value in ("9999", "3013", "3000", "30x2", "")]
+    + [("--service-code", value) for value in ("12", "1011", "1x1", "١٠١", "")],
+)
+def test_synth_refuses_a_bad_expiry_or_service_code(option: str, value: str, tmp_path: Path) -> None:
+    """An expiry must be YYMM with month 01-12; a service code three digits (else ``12`` reads back
+    as ``120``, or the track not at all)."""
+    result = run_posbridge(["synth", "x.wav", "--pan", PAN, option, value], tmp_path)
     assert_usage_error(result)
-    assert "--expiry" in result.stderr
+    assert option in result.stderr
     assert PAN not in result.stderr + result.stdout
     assert not (tmp_path / "x.wav").exists()
 
@@ -41,13 +47,3 @@ def test_queue_capture_reports_a_bad_keyed_expiry_as_an_invalid_line(tmp_path: P
     assert records[0]["reason"].startswith("line 1: ")
     assert "expiry" in records[0]["reason"]
     assert PAN not in result.stdout + result.stderr
-
-
-@pytest.mark.parametrize("service_code", ["12", "1011", "1x1", "١٠١", ""])
-def test_synth_refuses_a_service_code_that_is_not_three_digits(service_code: str, tmp_path: Path) -> None:
-    """Else the track would read back with another service code (``12`` as ``120``) or not at all."""
-    result = run_posbridge(["synth", "x.wav", "--pan", PAN, "--service-code", service_code], tmp_path)
-    assert_usage_error(result)
-    assert "--service-code" in result.stderr
-    assert PAN not in result.stderr + result.stdout
-    assert not (tmp_path / "x.wav").exists()
