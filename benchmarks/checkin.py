@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from _figures import percentile
 from posbridge.hardware.ble.scene import Path, Radio, Scene, SimBeacon
 from posbridge.host.checkin import CHECK_IN_MODES, CheckInSettings, CheckInTracker
 from posbridge.host.customers import Customer, CustomerRegistry
@@ -231,7 +232,7 @@ def main() -> int:
         return f"{100 * count / max(total, 1):.1f} % ({count}/{total})"
 
     def quantile(values: list[float], q: float) -> str:
-        return f"{values[min(int(q * len(values)), len(values) - 1)]:.1f} s" if values else "n/a"
+        return f"{percentile(values, q):.1f} s" if values else "n/a"
 
     print(f"visits: {args.visits}, far people: {args.far}, seed {args.seed}, check-in mode {args.check_in}")
     print(f"checked in within 5 s of arriving, once:  {pct(on_time, args.visits)}   (target >= 98 %)")

@@ -23,12 +23,8 @@ import time
 from pathlib import Path
 
 import aiohttp
+from _figures import percentile
 from posbridge.host.cli.demo import DemoShop
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 async def watcher(url: str, seen: dict[str, float], ready: asyncio.Event, done: asyncio.Event) -> None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _figures import percentile
 from posbridge.firmware.dongle import Dongle, DongleSettings
 from posbridge.firmware.keystore import KsnCounter, provision
 from posbridge.firmware.outbox import Outbox
@@ -127,7 +128,7 @@ def latency(baud: int, swipes: int, chunk_bytes: int, interval_s: float) -> None
     mode = f"fragments of {chunk_bytes} bytes" if chunk_bytes else "whole frames"
     print(
         f"swipe latency decoded->host at {baud} baud, {mode}: median {statistics.median(delays):.1f} ms, "
-        f"p95 {delays[int(len(delays) * 0.95) - 1]:.1f} ms, max {delays[-1]:.1f} ms ({len(delays)} swipes)"
+        f"p95 {percentile(delays, 0.95):.1f} ms, max {delays[-1]:.1f} ms ({len(delays)} swipes)"
     )
 
 

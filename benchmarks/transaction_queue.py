@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _figures import percentile
 from posbridge.host.forwarder import Forwarder
 from posbridge.host.queue import DeviceKey, OfflineLimits, RiskRules, TransactionQueue
 from posbridge.protocols.cards import generate_test_pan
@@ -52,12 +53,6 @@ from posbridge.protocols.types import Card, EncryptedCardData
 LIMITS = OfflineLimits(10**8, 10**14, 10**7)
 RULES = RiskRules(velocity_max=10**6)
 DEVICE_KEY = DeviceKey(bytes(range(32)))
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The value at ``fraction`` (0-1) of the sorted values (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def cards(count: int, seed: int) -> list[Card]:
