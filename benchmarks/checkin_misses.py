@@ -20,7 +20,6 @@ level score that keeps every far person out, and the share of visits that reach 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import pickle
 import random
@@ -28,27 +27,12 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path as FilePath
-from types import ModuleType
 
+import checkin as bench  # the sibling benchmark script (a script's folder is on sys.path)
 from posbridge.hardware.ble.scene import Path, Radio, Scene
 from posbridge.host.checkin import CheckInSettings, CheckInTracker
 from posbridge.protocols.beacons import Sighting, beacon_sightings
 from posbridge.protocols.types import Advertisement, CheckIn, CheckOut, PresenceEvent
-
-
-def _benchmark_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "checkin_benchmark", FilePath(__file__).with_name("checkin.py")
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _benchmark_module()
 
 
 @dataclass
