@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from pathlib import Path
@@ -90,6 +91,14 @@ async def test_replay_yields_the_recording_and_counts_malformed_adverts(tmp_path
     assert stats.other > 0
     assert stats.adverts == len(original) == stats.beacons + stats.malformed + stats.other
     assert len(sightings) == stats.beacons
+
+
+async def test_realtime_replay_counts_from_the_first_recorded_time(tmp_path: Path) -> None:
+    recording = tmp_path / "scan.jsonl"
+    original = [Advertisement(1_000.0 + step / 100, f"A{step}", -50) for step in range(3)]
+    recording.write_text("".join(dumps(advertisement) + "\n" for advertisement in original))
+    async with asyncio.timeout(30), open_scanner(f"replay://{recording}?realtime=1") as scanner:
+        assert [advertisement async for advertisement in scanner] == original
 
 
 async def test_replay_reports_a_corrupt_line(tmp_path: Path) -> None:

@@ -5,13 +5,11 @@ As fast as the consumer takes them by default; ``realtime=1`` paces them by thei
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from posbridge.hardware.ble.jsonl import read_records
-from posbridge.hardware.ble.scanner import BeaconScanner, ScannerOptions, register_scanner
+from posbridge.hardware.ble.scanner import BeaconScanner, ScannerOptions, paced, register_scanner
 from posbridge.protocols.errors import DeviceNotFound, UsageError
 from posbridge.protocols.types import Advertisement
 
@@ -43,14 +41,5 @@ class ReplayScanner(BeaconScanner):
         except OSError as error:
             raise DeviceNotFound(f"cannot read scan recording {self.path}: {error.strerror}") from error
         with stream:
-            first: tuple[float, float] | None = None
-            for count, advertisement in enumerate(read_records(stream)):
-                if self.realtime:
-                    if first is None:
-                        first = (advertisement.t, time.monotonic())
-                    delay = first[1] + (advertisement.t - first[0]) - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                elif count % 1024 == 1023:
-                    await asyncio.sleep(0)
+            async for advertisement in paced(read_records(stream), self.realtime):
                 yield advertisement

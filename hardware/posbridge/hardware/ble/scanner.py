@@ -16,7 +16,9 @@ parses each into beacon frames, and ignores and counts malformed ones in :attr:`
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable, Mapping
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self, TypeVar
@@ -106,6 +108,28 @@ class BeaconScanner(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
+
+
+async def paced(
+    advertisements: Iterable[Advertisement], realtime: bool, time_origin: float | None = None
+) -> AsyncIterator[Advertisement]:
+    """``advertisements`` (in ``t`` order) as an async stream for a recorded or simulated source.
+
+    With ``realtime`` each is held back until its ``t`` is due on the wall clock, counting from
+    when iteration began at ``t == time_origin`` (``None``: the first advertisement's ``t``);
+    otherwise they go as fast as the consumer takes them, yielding to the event loop every 1024.
+    """
+    started = time.monotonic()
+    for count, advertisement in enumerate(advertisements):
+        if realtime:
+            if time_origin is None:
+                time_origin = advertisement.t
+            delay = started + (advertisement.t - time_origin) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        elif count % 1024 == 1023:
+            await asyncio.sleep(0)
+        yield advertisement
 
 
 _BACKENDS: dict[str, Callable[[str, str, dict[str, str]], BeaconScanner]] = {}

@@ -5,11 +5,9 @@ Stamped with scene time (seconds from 0); ``realtime=1`` paces them on the wall 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 
-from posbridge.hardware.ble.scanner import BeaconScanner, ScannerOptions, register_scanner
+from posbridge.hardware.ble.scanner import BeaconScanner, ScannerOptions, paced, register_scanner
 from posbridge.hardware.ble.scene import SCENES, Scene
 from posbridge.protocols.errors import UsageError
 from posbridge.protocols.types import Advertisement
@@ -39,13 +37,5 @@ class VirtualScanner(BeaconScanner):
         options.finish()
         return cls(url, SCENES[name](seed=seed, duration_s=duration), realtime)
 
-    async def _advertisements(self) -> AsyncIterator[Advertisement]:
-        started = time.monotonic()
-        for count, advertisement in enumerate(self.scene.advertisements()):
-            if self.realtime:
-                delay = started + advertisement.t - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            elif count % 1024 == 1023:
-                await asyncio.sleep(0)
-            yield advertisement
+    def _advertisements(self) -> AsyncIterator[Advertisement]:
+        return paced(self.scene.advertisements(), self.realtime, time_origin=0.0)
