@@ -30,15 +30,12 @@ CDOL2 = bytes.fromhex("8A029F3704")
 BURST_GAP_SECONDS = 0.002
 
 
-def _track2_equivalent(pan: str, expiry: str, service_code: str, discretionary: str) -> bytes:
-    digits = f"{pan}D{expiry}{service_code}{discretionary}"
-    if len(digits) % 2:
-        digits += "F"
-    return bytes.fromhex(digits)
-
-
 def _cn(digits: str) -> bytes:
     return bytes.fromhex(digits + ("F" if len(digits) % 2 else ""))
+
+
+def _track2_equivalent(pan: str, expiry: str, service_code: str, discretionary: str) -> bytes:
+    return _cn(f"{pan}D{expiry}{service_code}{discretionary}")
 
 
 def _n(number: int, size: int) -> bytes:
