@@ -191,9 +191,9 @@ def band_limited(samples: Samples, rate: float) -> tuple[NDArray[np.float64], fl
     windowed = np.fft.rfft(centred * _hann(n), size)
     freqs = np.arange(windowed.size, dtype=np.float64) * (rate / size)
     cell = _cell_from_spectrum(windowed.real**2 + windowed.imag**2, freqs, rate)
-    spectrum = np.fft.rfft(centred, size)
     if cell is None:
         return None
+    spectrum = np.fft.rfft(centred, size)
     factor = max(1, int(cell // 20))
     out_size = -(-size // factor)
     bins = min(out_size // 2 + 1, spectrum.size)
