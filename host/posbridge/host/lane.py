@@ -161,12 +161,6 @@ class StateWatch:
         return self.version
 
 
-def _masked_of(item: CardSource) -> MaskedCard | None:
-    if isinstance(item, EncryptedCardData | ChipRead | Card):
-        return item.masked
-    return None
-
-
 class Lane:
     """One checkout lane. Use ``async with Lane(config) as lane`` or :meth:`start` / :meth:`stop`.
 
@@ -317,18 +311,18 @@ class Lane:
                 return
             self.metrics.inc("swipes_decoded")
             self.line(f"{name}: swipe {card.masked}")
-            await self.present(item, name)
+            await self.present(item, name, card.masked)
         elif isinstance(item, ChipRead):
             self.metrics.inc("chip_reads")
             self.line(f"{name}: chip {item.masked}")
-            await self.present(item, name)
+            await self.present(item, name, item.masked)
         elif isinstance(item, EncryptedCardData):
             self.metrics.inc("dongle_reads")
             self.line(f"{name}: encrypted read {item.masked}")
-            await self.present(item, name)
+            await self.present(item, name, item.masked)
         elif isinstance(item, Card):
             self.line(f"{name}: card {item.masked}")
-            await self.present(item, name)
+            await self.present(item, name, item.masked)
         elif isinstance(item, ReadFailure):
             self.metrics.inc("decode_failures")
             self.line(f"{name}: {item.reason}")
@@ -398,9 +392,8 @@ class Lane:
         self.line(f"pay by check-in: {self._customer_name(customer)} {amount_text}")
         await self._capture(holder, source_label="check-in", masked=None)
 
-    async def present(self, item: CardSource, input_name: str) -> None:
-        """A card was read: capture it for the waiting sale, or report that no sale is open."""
-        masked = parts.card_from_swipe(item).masked if isinstance(item, Swipe) else _masked_of(item)
+    async def present(self, item: CardSource, input_name: str, masked: MaskedCard) -> None:
+        """A card was read (``masked`` shows it): capture it for the waiting sale, or say no sale is open."""
         if self.sale is None or self.sale.status != "waiting":
             self.line(f"{input_name}: card {masked} read with no sale open; ignored")
             self.alert("info", f"card {masked} read with no sale open")
