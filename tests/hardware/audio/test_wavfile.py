@@ -210,6 +210,7 @@ def test_raw_rejects_unusable_settings(rate: int, fmt: str, channels: int) -> No
         read_raw(b"\0\0", rate, fmt, channels)
 
 
-def test_writer_refuses_formats_wav_cannot_hold() -> None:
+@pytest.mark.parametrize("fmt", ["s16be", "s8", "s24be", "s32be", "f32be", "f64be"])
+def test_writer_refuses_formats_wav_cannot_hold(fmt: str) -> None:
     with pytest.raises(AudioFormatError):
-        encode_wav(np.zeros(4), 8000, "s16be")
+        encode_wav(np.zeros(4), 8000, fmt)

@@ -290,7 +290,7 @@ def encode_wav(samples: NDArray[np.floating], rate: int, fmt: str = "s16le") -> 
     check_stream_settings(rate, channels)
     sample = sample_format(fmt)
     tag = WAVE_FORMAT_IEEE_FLOAT if sample.kind == "float" else WAVE_FORMAT_PCM
-    if (tag, 8 * sample.width) not in _WAV_FORMATS or sample.big_endian or sample.name == "s8":
+    if _WAV_FORMATS.get((tag, 8 * sample.width)) != sample.name:
         raise AudioFormatError(f"WAV files cannot hold {fmt} samples", format=fmt)
     body = sample.encode(array)
     frame = sample.frame_bytes(channels)
