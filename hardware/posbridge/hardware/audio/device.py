@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from posbridge.hardware.audio.source import AudioSource, UrlOptions, register_backend
+from posbridge.hardware.audio.source import AudioSource, UrlOptions, live_block_frames, register_backend
 from posbridge.protocols.errors import (
     DeviceDisconnected,
     DeviceError,
@@ -196,7 +196,7 @@ class DeviceAudioSource(AudioSource):
     ) -> None:
         super().__init__(url, rate, channels)
         self.device = device
-        self.block_frames = block_frames or max(rate // 100, 1)
+        self.block_frames = block_frames or live_block_frames(rate)
         self.reconnect = reconnect
         self.retry_s = retry_s
         self.stall_timeout_s = stall_timeout_s

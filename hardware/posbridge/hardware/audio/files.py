@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
-from posbridge.hardware.audio.source import AudioSource, UrlOptions, register_backend
+from posbridge.hardware.audio.source import AudioSource, UrlOptions, live_block_frames, register_backend
 from posbridge.hardware.audio.wavfile import (
     SampleFormat,
     check_stream_settings,
@@ -139,7 +139,7 @@ class StdinAudioSource(AudioSource):
         check_stream_settings(rate, channels)
         super().__init__(url, rate, channels)
         self.format = fmt
-        self.block_frames = block_frames or max(rate // 100, 1)
+        self.block_frames = block_frames or live_block_frames(rate)
         if stream is None and sys.stdin is None:
             raise UsageError(f"{url}: this process has no standard input", url=url)
         if stream is None and sys.stdin.isatty():

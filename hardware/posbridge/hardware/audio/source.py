@@ -116,6 +116,11 @@ class AudioSource(ClosingResource, abc.ABC):
         return f"<{type(self).__name__} {self.url} {self.rate} Hz x{self.channels}>"
 
 
+def live_block_frames(rate: int) -> int:
+    """Frames in 10 ms at ``rate`` Hz (at least one): the default block of sources read like a live input."""
+    return max(rate // 100, 1)
+
+
 _BACKENDS: dict[str, type[AudioSource]] = {}
 
 SourceT = TypeVar("SourceT", bound=type[AudioSource])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
-from posbridge.hardware.audio.source import AudioSource, UrlOptions, register_backend
+from posbridge.hardware.audio.source import AudioSource, UrlOptions, live_block_frames, register_backend
 from posbridge.hardware.audio.wavfile import check_stream_settings
 from posbridge.protocols.errors import UsageError
 from posbridge.protocols.types import Card, Track, TrackFormat
@@ -106,7 +106,7 @@ class VirtualAudioSource(AudioSource):
         super().__init__(url, rate, channels)
         self.seed = seed
         self.realtime = realtime
-        self.block_frames = block_frames or max(rate // 100, 1)
+        self.block_frames = block_frames or live_block_frames(rate)
         self.noise_rms = noise_rms
         count = len(at) if at else swipes
         if channels > 2:
