@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from posbridge.host.queue.rules import DAY_S
-from posbridge.host.queue.sealing import DeviceKey
+from posbridge.host.queue.sealing import DeviceKey, SealedRecord
 from posbridge.host.queue.store import ProcessorAnswer, TransactionQueue
 from posbridge.protocols.errors import IntegrityError, ProcessorRejected, ProcessorUnavailable, QueueError
 from posbridge.protocols.types import TransactionState
@@ -258,15 +258,9 @@ class JetStreamForwarder:
         if message.get("dukpt"):
             body["dukpt"] = message["dukpt"]
         elif message.get("sealed"):
-            from posbridge.host.queue.sealing import SealedRecord
-
-            sealed = message["sealed"]
-            record = SealedRecord(
-                bytes.fromhex(sealed["nonce"]),
-                bytes.fromhex(sealed["ciphertext"]),
-                bytes.fromhex(sealed["wrapped_key"]),
+            secret = self.device_key.open_secret(
+                SealedRecord.from_hex(message["sealed"]), str(message["key"])
             )
-            secret = json.loads(self.device_key.open(record, str(message["key"]).encode()))
             if "account_token" in secret:
                 body["account_token"] = secret["account_token"]
             else:

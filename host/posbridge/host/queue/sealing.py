@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -40,6 +43,23 @@ class SealedRecord:
     nonce: bytes
     ciphertext: bytes = field(repr=False)
     wrapped_key: bytes = field(repr=False)
+
+    def to_hex(self) -> dict[str, str]:
+        """The record as a fleet message carries it: ``{"nonce", "ciphertext", "wrapped_key"}`` in hex."""
+        return {
+            "nonce": self.nonce.hex(),
+            "ciphertext": self.ciphertext.hex(),
+            "wrapped_key": self.wrapped_key.hex(),
+        }
+
+    @classmethod
+    def from_hex(cls, parts: Mapping[str, str]) -> SealedRecord:
+        """A record from the hex form of :meth:`to_hex`."""
+        return cls(
+            bytes.fromhex(parts["nonce"]),
+            bytes.fromhex(parts["ciphertext"]),
+            bytes.fromhex(parts["wrapped_key"]),
+        )
 
 
 def _read_key_text(path: Path) -> str:
@@ -115,6 +135,11 @@ class DeviceKey:
             return AESGCM(data_key).decrypt(record.nonce, record.ciphertext, associated_data)
         except (InvalidUnwrap, InvalidTag, ValueError) as error:
             raise IntegrityError("a sealed card record failed to authenticate (wrong device key?)") from error
+
+    def open_secret(self, record: SealedRecord, key: str) -> dict[str, Any]:
+        """The JSON object the queue sealed for transaction ``key`` (card data or account token)."""
+        secret: dict[str, Any] = json.loads(self.open(record, key.encode()))
+        return secret
 
     def fingerprint(self, pan: str) -> str:
         """A keyed HMAC-SHA-256 of a PAN (PCI DSS 3.5.1.1): matches the same card without storing it.

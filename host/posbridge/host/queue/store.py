@@ -1106,9 +1106,7 @@ class TransactionQueue:
             masked = _masked_from_json(row[6])
             secret: dict[str, Any] = {}
             if row[10] is not None:
-                secret = json.loads(
-                    self._device_key.open(SealedRecord(row[9], row[10], row[11]), row[0].encode())
-                )
+                secret = self._device_key.open_secret(SealedRecord(row[9], row[10], row[11]), row[0])
             encrypted = (
                 EncryptedCardData(row[12], row[13], masked or MaskedCard("", "", 0, "unknown"), row[14])
                 if row[12] is not None
@@ -1216,9 +1214,7 @@ class TransactionQueue:
                 "created_at": row[5],
                 "masked": _masked_fields(row[6]),
                 "customer": row[7],
-                "sealed": None
-                if row[9] is None
-                else {"nonce": row[8].hex(), "ciphertext": row[9].hex(), "wrapped_key": row[10].hex()},
+                "sealed": None if row[9] is None else SealedRecord(row[8], row[9], row[10]).to_hex(),
                 "dukpt": None
                 if row[11] is None
                 else {"ksn": row[11].hex(), "ciphertext": row[12].hex(), "scheme": row[13]},
@@ -1234,13 +1230,7 @@ class TransactionQueue:
 
     def open_sealed(self, key: str, sealed: dict[str, str]) -> dict[str, Any]:
         """Open a sealed card record carried in a fleet message (needs the shared device key)."""
-        record = SealedRecord(
-            bytes.fromhex(sealed["nonce"]),
-            bytes.fromhex(sealed["ciphertext"]),
-            bytes.fromhex(sealed["wrapped_key"]),
-        )
-        result: dict[str, Any] = json.loads(self._device_key.open(record, key.encode()))
-        return result
+        return self._device_key.open_secret(SealedRecord.from_hex(sealed), key)
 
     # ------------------------------------------------------------------ presence
 
