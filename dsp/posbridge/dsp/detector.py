@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from posbridge.dsp.f2f import check_rate, decode_segment_scored, recover_bursts
+from posbridge.dsp.f2f import check_rate, decode_bursts, recover_bursts
 from posbridge.dsp.sliding import trailing_min
 from posbridge.protocols.errors import AudioFormatError, ConfigError
 from posbridge.protocols.types import Swipe, Track
@@ -403,11 +403,6 @@ class SwipeDetector:
 
     # ----------------------------------------------------------------------------- decoding
 
-    def _has_f2f(self, segment: NDArray[np.float32]) -> bool:
-        """True when some channel of an undecoded segment holds a clock-locked F2F burst."""
-        channels = (np.ascontiguousarray(segment[:, channel]) for channel in range(self.channels))
-        return any(recover_bursts(samples, self.rate) for samples in channels)
-
     def _close(self, end_sample: int, active_end_sample: int) -> Swipe | None:
         assert self._open_frame is not None
         active_start_sample = self._open_frame * self._frame
@@ -420,18 +415,21 @@ class SwipeDetector:
         tracks: list[Track] = []
         qualities: list[float] = []
         first_channel: int | None = None
+        has_f2f = False
         for channel in range(self.channels):
             samples = segment[:, channel].copy()
             if self.on_segment is not None:
                 self.on_segment(channel, start_sample / self.rate, samples)
-            found, quality = decode_segment_scored(samples, self.rate) if samples.size else ((), 0.0)
+            bursts = recover_bursts(samples, self.rate) if samples.size else []
+            has_f2f = has_f2f or bool(bursts)
+            found, quality = decode_bursts(bursts)
             if found:
                 qualities.append(quality)
                 if first_channel is None:
                     first_channel = channel
             tracks.extend(found)
         self._trim_idle_audio()
-        if not tracks and not (self.tuning.keep_undecoded and self._has_f2f(segment)):
+        if not tracks and not (self.tuning.keep_undecoded and has_f2f):
             return None
         self._emitted_until = end_sample
         tracks.sort(key=lambda track: track.number)

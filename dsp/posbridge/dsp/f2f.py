@@ -574,10 +574,16 @@ def decode_segment(samples: Samples, rate: float) -> tuple[Track, ...]:
 def decode_segment_scored(samples: Samples, rate: float) -> tuple[tuple[Track, ...], float]:
     """:func:`decode_segment` plus a quality 0-1: the mean bit confidence of the bursts that gave
     the tracks (0.0 when none did)."""
+    return decode_bursts(recover_bursts(samples, rate))
+
+
+def decode_bursts(bursts: Sequence[Burst]) -> tuple[tuple[Track, ...], float]:
+    """The validated tracks in :func:`recover_bursts`' bursts (each distinct track once, in order)
+    and their quality 0-1, as :func:`decode_segment_scored` returns them."""
     tracks: list[Track] = []
     scores: list[float] = []
     seen: set[tuple[TrackFormat, str]] = set()
-    for burst in recover_bursts(samples, rate):
+    for burst in bursts:
         track = decode_bits(burst.bits, burst.confidence)
         if track is not None and (track.format, track.text) not in seen:
             seen.add((track.format, track.text))
