@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 
 import numpy as np
 from posbridge.dsp.detector import SwipeDetector, decode_recording
-from posbridge.hardware.audio import open_audio, sample_format, write_wav
+from posbridge.hardware.audio import AudioSource, open_audio, sample_format, write_wav
 from posbridge.hardware.audio.files import StdinAudioSource
 from posbridge.hardware.audio.virtual import VirtualAudioSource
 from posbridge.protocols.types import Swipe
@@ -35,8 +36,8 @@ def test_sixty_second_session_in_random_blocks_gives_the_twenty_swipes_in_order(
         assert expected.start_s - 0.2 <= swipe.started_at <= swipe.ended_at <= expected.end_s + 0.2
 
 
-def _stream(url: str) -> list[Swipe]:
-    with open_audio(url) as source:
+def _stream(source: AudioSource) -> list[Swipe]:
+    with source:
         detector = SwipeDetector(source.rate, source.channels)
         swipes = [swipe for block in source for swipe in detector.process(block.samples)]
     return swipes + detector.flush()
@@ -51,12 +52,10 @@ def test_wav_stdin_and_batch_decoding_agree(tmp_path: Path) -> None:
     quantised = sample_format("s16le").decode(pcm, 1)
 
     batch = decode_recording(quantised[:, 0], virtual.rate)
-    through_wav = _stream(f"wav://{path}?block=1000")
-    import io
-
-    stdin = StdinAudioSource("stdin://", virtual.rate, sample_format("s16le"), stream=io.BytesIO(pcm))
-    detector = SwipeDetector(stdin.rate, 1)
-    through_stdin = [swipe for block in stdin for swipe in detector.process(block.samples)] + detector.flush()
+    through_wav = _stream(open_audio(f"wav://{path}?block=1000"))
+    through_stdin = _stream(
+        StdinAudioSource("stdin://", virtual.rate, sample_format("s16le"), stream=io.BytesIO(pcm))
+    )
 
     expected = [tuple(track.text for track in swipe.tracks) for swipe in virtual.expected]
     assert _texts(batch) == expected
