@@ -57,6 +57,11 @@ def test_record_shape_is_as_documented() -> None:
     }
 
 
+def test_a_record_needs_only_t_address_and_rssi() -> None:
+    assert json.loads(json.dumps(advertisement_to_json(Advertisement(0.0, "A", -1)))) is not None
+    assert advertisement_from_json({"t": 0, "address": "A", "rssi": -1}) == Advertisement(0.0, "A", -1)
+
+
 @pytest.mark.parametrize(
     "line",
     [
@@ -177,5 +182,3 @@ def test_bleak_url_options_reach_the_scanner() -> None:
         -80,
         12.0,
     )
-    assert json.loads(json.dumps(advertisement_to_json(Advertisement(0.0, "A", -1)))) is not None
-    assert advertisement_from_json({"t": 0, "address": "A", "rssi": -1}) == Advertisement(0.0, "A", -1)
