@@ -178,20 +178,11 @@ def _capture(queue: TransactionQueue) -> int:
         key = record.get("key") if isinstance(record, dict) else None
         try:
             transaction = queue.capture_request(CaptureRequest.from_json(record))
-        except ConfirmationRequired as error:
-            emit_json(
-                {
-                    "key": error.context.get("key", key),
-                    "state": "needs_confirmation",
-                    "reason": error.context.get("reason", str(error)),
-                    "alert": error.context.get("kind"),
-                }
-            )
         except CaptureRefused as error:
             emit_json(
                 {
                     "key": error.context.get("key", key),
-                    "state": "refused",
+                    "state": "needs_confirmation" if isinstance(error, ConfirmationRequired) else "refused",
                     "reason": error.context.get("reason", str(error)),
                     "alert": error.context.get("kind"),
                 }
