@@ -50,6 +50,14 @@ def _run_dongle_until_idle(cable: NullModem, key_file: Path, swipes: list[Swipe]
     )
 
 
+def _dongle(
+    key: DongleKey, state_dir: Path, link_url: str = "", settings: DongleSettings | None = None
+) -> Dongle:
+    """A dongle keeping its KSN counter and outbox in ``state_dir``, laid out as ``run_dongle`` does."""
+    counter, outbox = KsnCounter(key, state_dir / "state.json"), Outbox(state_dir / "outbox")
+    return Dongle(key, counter, outbox, link_url, settings or DongleSettings())
+
+
 def _start(target: object, **kwargs: object) -> threading.Thread:
     thread = threading.Thread(target=target, kwargs=kwargs, daemon=True)  # type: ignore[arg-type]
     thread.start()
@@ -80,9 +88,7 @@ async def test_outbox_survives_a_restart_and_the_host_arriving_late(
 ) -> None:
     swipes = make_swipes(4, rng)
     state_dir = default_state_dir(key_file)
-    first = Dongle(
-        dongle_key, KsnCounter(dongle_key, state_dir / "state.json"), Outbox(state_dir / "outbox"), ""
-    )
+    first = _dongle(dongle_key, state_dir)
     first.capture(swipes[:3])
     first_ksns = _outbox_ksns(state_dir)
     assert len(first_ksns) == 3
@@ -109,13 +115,7 @@ def _outbox_ksns(state_dir: Path) -> set[bytes]:
 def test_unknown_frames_are_answered_with_nak(
     cable: NullModem, dongle_key: DongleKey, tmp_path: Path
 ) -> None:
-    dongle = Dongle(
-        dongle_key,
-        KsnCounter(dongle_key, tmp_path / "s.json"),
-        Outbox(tmp_path / "o"),
-        cable.paths[0],
-        DongleSettings(heartbeat_s=60),
-    )
+    dongle = _dongle(dongle_key, tmp_path, cable.paths[0], DongleSettings(heartbeat_s=60))
     dongle.capture_done.set()
     stop = threading.Event()
     thread = _start(dongle.serve, stop=stop)
@@ -146,7 +146,7 @@ def test_unknown_frames_are_answered_with_nak(
 
 
 def test_swipes_that_are_not_cards_are_skipped(dongle_key: DongleKey, tmp_path: Path) -> None:
-    dongle = Dongle(dongle_key, KsnCounter(dongle_key, tmp_path / "s.json"), Outbox(tmp_path / "o"), "")
+    dongle = _dongle(dongle_key, tmp_path)
     noise = Swipe((Track(1, TrackFormat.ALPHA, "NOT A CARD"),), 0.0, 0.5)
     assert dongle.accept(noise) is None
     assert dongle.stats.swipes_skipped == 1
@@ -157,13 +157,7 @@ async def test_host_goes_away_and_comes_back(
     cable: NullModem, dongle_key: DongleKey, tmp_path: Path, rng: random.Random
 ) -> None:
     swipes = make_swipes(4, rng)
-    dongle = Dongle(
-        dongle_key,
-        KsnCounter(dongle_key, tmp_path / "s.json"),
-        Outbox(tmp_path / "o"),
-        cable.paths[0],
-        DongleSettings(max_backoff_s=0.2),
-    )
+    dongle = _dongle(dongle_key, tmp_path, cable.paths[0], DongleSettings(max_backoff_s=0.2))
     stop = threading.Event()
     thread = _start(dongle.serve, stop=stop)
     try:
