@@ -402,20 +402,17 @@ def masked_track_text(track: Track) -> str:
         return _PAN_OR_DATA_CHARACTER.sub(
             lambda match: mask_pan(match.group(0)) if len(match.group(0)) > 1 else "*", track.text
         )
+    text = track.text
+    pan_start, pan_end = layout.span("pan")
+    masked = text[:pan_start] + mask_pan(layout.group("pan"))
     try:
         fields = _format_b_fields(layout, track)
     except TrackError:
-        pan_start, pan_end = layout.span("pan")
-        hidden = _NOT_SEPARATOR_OR_SPACE.sub("*", track.text[pan_end:])
-        return track.text[:pan_start] + mask_pan(layout.group("pan")) + hidden
-    text = track.text
-    pan_start = 1 if track.format is TrackFormat.ALPHA else 0
-    pan_end = pan_start + len(fields.pan)
-    masked = text[:pan_start] + mask_pan(fields.pan)
+        return masked + _NOT_SEPARATOR_OR_SPACE.sub("*", text[pan_end:])
+    shown_from = pan_end
     if track.format is TrackFormat.ALPHA:
-        name_end = text.index("^", pan_end + 1)
-        masked += "^" + "*" * (name_end - pan_end - 1)
-        pan_end = name_end
+        name_start, name_end = layout.span("name")
+        masked += text[pan_end:name_start] + "*" * (name_end - name_start)
+        shown_from = name_end
     tail_length = len(fields.discretionary or "")
-    middle = text[pan_end : len(text) - tail_length]
-    return masked + middle + "*" * tail_length
+    return masked + text[shown_from : len(text) - tail_length] + "*" * tail_length
