@@ -105,3 +105,18 @@ def test_offline_position_follows_every_transition(queue: TransactionQueue, pans
     queue.settle(["k0", "k1"])
     status = queue.offline_status()
     assert (status.count, status.total_amount) == recount() == (4, 1002 + 1003 + 1004 + 1005)
+
+
+def test_expiring_nothing_takes_no_write_lock(queue: TransactionQueue, pans: Iterator[str]) -> None:
+    """The forwarder looks for overdue payments on every pass; when there are none it must not
+    queue up for the write lock the captures need (another connection holds it here)."""
+    queue.capture(1000, "USD", Card(next(pans), "3012", "101"), key="k1", keyed=True)
+    writer = sqlite3.connect(queue.path, isolation_level=None, timeout=0.0)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        assert queue.expire_overdue() == []
+        assert queue.mark_expired([]) == []
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert queue.get("k1").state is State.CAPTURED

@@ -566,9 +566,12 @@ class TransactionQueue:
         self._alerts.append(alert)
         self._hub.publish(QueueEvent("alert", alert=alert))
 
-    def _changed(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self._hub.publish(QueueEvent("transaction", transaction=self.get(key)))
+    def _changed(self, keys: Iterable[str]) -> builtins.list[Transaction]:
+        """Announce the transactions ``keys`` name as they are now; returns them."""
+        transactions = [self.get(key) for key in keys]
+        for transaction in transactions:
+            self._hub.publish(QueueEvent("transaction", transaction=transaction))
+        return transactions
 
     # ------------------------------------------------------------------ capture
 
@@ -969,8 +972,7 @@ class TransactionQueue:
         now = self.clock()
         with self._transaction() as db:
             self._move(db, key, target, reason, now)
-        self._changed([key])
-        return self.get(key)
+        return self._changed([key])[0]
 
     def _move(
         self,
@@ -1064,21 +1066,30 @@ class TransactionQueue:
     def mark_expired(self, keys: Iterable[str]) -> builtins.list[Transaction]:
         """Fail payments that waited too long and never reached the processor; destroys their card
         data, raises an ``expired_offline`` alert for each, returns them."""
-        now = self.clock()
         keys = builtins.list(keys)
+        if not keys:
+            return []
+        now = self.clock()
         reason = f"expired: held offline over {self.limits.max_age_s / 3600:g} h, never reached the processor"
         with self._transaction() as db:
             for key in keys:
                 self._move(db, key, State.FAILED, reason, now, destroy_secret=True)
-        if keys:
-            self.checkpoint()
-            for key in keys:
-                transaction = self.get(key)
-                self._alert(
-                    Alert(AlertKind.EXPIRED_OFFLINE, reason, key, transaction.card, transaction.amount, now)
+        self.checkpoint()
+        expired = [self.get(key) for key in keys]
+        for transaction in expired:
+            self._alert(
+                Alert(
+                    AlertKind.EXPIRED_OFFLINE,
+                    reason,
+                    transaction.key,
+                    transaction.card,
+                    transaction.amount,
+                    now,
                 )
-            self._changed(keys)
-        return [self.get(key) for key in keys]
+            )
+        for transaction in expired:
+            self._hub.publish(QueueEvent("transaction", transaction=transaction))
+        return expired
 
     def claim_for_forwarding(
         self, limit: int = 64, lease_s: float = FORWARDING_LEASE_S
