@@ -20,6 +20,7 @@ from posbridge.protocols.beacons.frames import (
     AltBeacon,
     BeaconFrame,
     IBeacon,
+    format_uuid,
     parse_advertisement,
 )
 from posbridge.protocols.errors import AdvertisementError
@@ -50,8 +51,11 @@ def uuid16(value: int) -> str:
 
 
 def _uuid128_le(raw: bytes) -> str:
-    text = raw[::-1].hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return format_uuid(raw[::-1])
+
+
+def _uuid128_le_bytes(uuid: str) -> bytes:
+    return bytes.fromhex(uuid.replace("-", ""))[::-1]
 
 
 def _short_uuid(uuid: str) -> int | None:
@@ -187,20 +191,19 @@ def build_ad_structures(
     parts: list[bytes] = []
     if flags is not None:
         parts.append(_structure(AD_FLAGS, bytes((flags,))))
-    short = [_short_uuid(uuid) for uuid in advertisement.service_uuids]
     if advertisement.service_uuids:
-        if all(value is not None and value <= 0xFFFF for value in short):
-            parts.append(_structure(AD_UUID16_COMPLETE, b"".join(struct.pack("<H", v or 0) for v in short)))
+        short = [value for uuid in advertisement.service_uuids if (value := _short_uuid(uuid)) is not None]
+        if len(short) == len(advertisement.service_uuids):
+            parts.append(_structure(AD_UUID16_COMPLETE, b"".join(struct.pack("<H", v) for v in short)))
         else:
-            raw = b"".join(bytes.fromhex(u.replace("-", ""))[::-1] for u in advertisement.service_uuids)
+            raw = b"".join(_uuid128_le_bytes(uuid) for uuid in advertisement.service_uuids)
             parts.append(_structure(AD_UUID128_COMPLETE, raw))
     for uuid, payload in advertisement.service_data.items():
         value = _short_uuid(uuid)
-        if value is not None and value <= 0xFFFF:
+        if value is not None:
             parts.append(_structure(AD_SERVICE_DATA_UUID16, struct.pack("<H", value) + payload))
         else:
-            raw_uuid = bytes.fromhex(uuid.replace("-", ""))[::-1]
-            parts.append(_structure(AD_SERVICE_DATA_UUID128, raw_uuid + payload))
+            parts.append(_structure(AD_SERVICE_DATA_UUID128, _uuid128_le_bytes(uuid) + payload))
     for company_id, payload in advertisement.manufacturer_data.items():
         parts.append(_structure(AD_MANUFACTURER, struct.pack("<H", company_id) + payload))
     if advertisement.name is not None:

@@ -55,7 +55,8 @@ _MAX_URL_BYTES = 17
 _TLM_TEMPERATURE_UNSUPPORTED = -0x8000
 
 
-def _format_uuid(raw: bytes) -> str:
+def format_uuid(raw: bytes) -> str:
+    """16 bytes as a lower-case 8-4-4-4-12 UUID."""
     text = raw.hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
@@ -124,7 +125,7 @@ class IBeacon:
         if len(payload) != _IBEACON.size:
             raise _length_error("ibeacon", str(_IBEACON.size), len(payload))
         _, uuid, major, minor, power = _IBEACON.unpack(payload)
-        return cls(_format_uuid(uuid), major, minor, power)
+        return cls(format_uuid(uuid), major, minor, power)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +147,7 @@ class AltBeacon:
     @property
     def id1_uuid(self) -> str:
         """``id1`` in UUID form."""
-        return _format_uuid(bytes.fromhex(self.id1))
+        return format_uuid(bytes.fromhex(self.id1))
 
     @property
     def beacon_id(self) -> BeaconId:

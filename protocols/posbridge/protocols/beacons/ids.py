@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from posbridge.protocols.beacons.frames import format_uuid
 from posbridge.protocols.errors import ParseError
 from posbridge.protocols.types import BeaconId
 
@@ -32,8 +33,7 @@ def canonical_beacon_id(text: str) -> BeaconId:
     parts = text.strip().split(":")
     scheme = parts[0].lower()
     if scheme == "ibeacon" and len(parts) == 4:
-        raw = _hex(parts[1], 32, "the UUID", text)
-        uuid = f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+        uuid = format_uuid(bytes.fromhex(_hex(parts[1], 32, "the UUID", text)))
         return BeaconId(f"ibeacon:{uuid}:{_u16(parts[2], 'major', text)}:{_u16(parts[3], 'minor', text)}")
     if scheme == "altbeacon" and len(parts) == 4:
         id1 = _hex(parts[1], 32, "id1", text)
