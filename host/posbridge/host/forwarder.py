@@ -342,7 +342,7 @@ class Forwarder:
         self.queue.record_answers(answers)
         report.expired += self.queue.mark_expired(expired)
         for delay, keys in deferred.items():
-            self.queue.defer(keys, delay, "processor unavailable")
+            self.queue.defer(keys, delay)
         if deferred:
             report.retry_in_s = min(deferred)
         for answer in answers:

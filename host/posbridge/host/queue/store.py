@@ -1142,7 +1142,7 @@ class TransactionQueue:
             self._changed(row[0] for row in rows if row[7] == State.CAPTURED.value)
         return claimed
 
-    def defer(self, keys: Iterable[str], delay_s: float, reason: str) -> None:
+    def defer(self, keys: Iterable[str], delay_s: float) -> None:
         """Leave forwarding payments to be retried (looked up first) after ``delay_s`` seconds."""
         now = self.clock()
         with self._transaction() as db:
