@@ -157,10 +157,7 @@ _DICTIONARY: dict[str, tuple[str, DataFormat] | tuple[str, DataFormat, bool]] = 
     "BF0C": ("File Control Information (FCI) Issuer Discretionary Data", DataFormat.TEMPLATE),
 }
 
-TAGS: dict[bytes, TagInfo] = {
-    bytes.fromhex(tag): TagInfo(entry[0], entry[1], bool(entry[2]) if len(entry) == 3 else False)
-    for tag, entry in _DICTIONARY.items()
-}
+TAGS: dict[bytes, TagInfo] = {bytes.fromhex(tag): TagInfo(*entry) for tag, entry in _DICTIONARY.items()}
 """The EMV data elements posbridge knows, by tag bytes."""
 
 
