@@ -83,3 +83,16 @@ def test_registry_names_the_beacon_and_pays_by_customer_id(
         queue.capture_for_customer(1500, "USD", "c-nobody")
     with pytest.raises(CaptureRefused, match="no account"):
         queue.capture_for_customer(1500, "USD", "c-bob")
+
+
+def test_only_the_customers_latest_event_at_this_lane_counts(queue: TransactionQueue) -> None:
+    queue.record_presence(_check_in())
+    queue.record_presence(_check_in("c-bob"))
+    queue.record_presence(_check_out())
+    with pytest.raises(CaptureRefused, match="not checked in"):
+        queue.capture(2500, "USD", ALICE, key="after-check-out")
+    queue.record_presence(_check_in(), lane="lane-2")
+    with pytest.raises(CaptureRefused, match="not checked in"):
+        queue.capture(2500, "USD", ALICE, key="other-lane")
+    queue.record_presence(_check_in())
+    assert queue.capture(2500, "USD", ALICE, key="back").state is TransactionState.CAPTURED

@@ -1310,7 +1310,15 @@ class TransactionQueue:
         return self.capture(amount, currency, customer, key=key)
 
     def _checked_in(self, customer: str | None) -> bool:
-        return customer is not None and customer in self.checked_in()
+        """Whether ``customer``'s latest presence event at this lane is a check-in."""
+        if customer is None:
+            return False
+        with self._lock:
+            latest = self._db.execute(
+                "SELECT event FROM presence WHERE lane=? AND customer=? ORDER BY id DESC LIMIT 1",
+                (self.lane, customer),
+            ).fetchone()
+        return latest is not None and latest[0] == "check_in"
 
     def _attach_presence(self, db: sqlite3.Cursor, request: CaptureRequest, key: str) -> None:
         db.execute(
