@@ -15,8 +15,10 @@ from posbridge.protocols.types import MaskedCard, Track, TrackFormat
 PAN = generate_test_pan(random.Random(2412), prefix="411111")
 
 
-async def _authorize(url: str, key: str, card: dict[str, Any]) -> dict[str, Any]:
-    body = {"key": key, "amount": 100, "currency": "USD", "card": card}
+async def _authorize(url: str, key: str, payment: dict[str, Any]) -> dict[str, Any]:
+    """The answer (HTTP 200) to a 1.00 USD authorization paid with ``payment``: ``{"card": ...}`` or
+    ``{"dukpt": ...}``."""
+    body = {"key": key, "amount": 100, "currency": "USD", **payment}
     async with (
         aiohttp.ClientSession() as session,
         session.post(f"{url}/v1/authorizations", json=body, headers={"Idempotency-Key": key}) as answer,
@@ -45,7 +47,7 @@ async def _authorize(url: str, key: str, card: dict[str, Any]) -> dict[str, Any]
 )
 async def test_expiry_rules(sim: tuple[ProcessorSim, str], card: dict[str, Any], reason: str | None) -> None:
     processor, url = sim
-    answer = await _authorize(url, "k1", card)
+    answer = await _authorize(url, "k1", {"card": card})
     assert (answer["status"], answer["reason"]) == ("approved" if reason is None else "declined", reason)
     assert PAN not in repr(processor.records)
 
@@ -60,12 +62,6 @@ async def test_a_dukpt_payload_whose_track_has_a_bad_month_is_declined_as_unread
     tracks = (Track(2, TrackFormat.BCD, f"{PAN}=3013101000"),)
     encrypted = encrypt_tracks(initial_key, ksn, tracks, masked)
     dukpt = {"ksn": encrypted.ksn.hex(), "ciphertext": encrypted.ciphertext.hex(), "scheme": "aes128"}
-    body = {"key": "d1", "amount": 100, "currency": "USD", "dukpt": dukpt}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{url}/v1/authorizations", json=body, headers={"Idempotency-Key": "d1"}) as answer,
-    ):
-        assert answer.status == 200
-        result = await answer.json()
+    result = await _authorize(url, "d1", {"dukpt": dukpt})
     assert (result["status"], result["reason"]) == ("declined", "unreadable track data")
     assert processor.records["d1"].charges == 0
