@@ -4,9 +4,9 @@ A flux transition sits at every bit-cell boundary and one more in the middle of 
 one; a read head turns each into a pulse of alternating sign. The demodulator has no amplitude
 threshold to tune:
 
-1. **Scale and band.** One real FFT of the segment. Its Hann-windowed power spectrum (mean log
+1. **Scale and band.** Two real FFTs of the segment. Its Hann-windowed power spectrum (mean log
    power per sixth of an octave after a 12 Hz running minimum, so mains-hum lines do not count)
-   gives the typical bit-cell length. The same spectrum, multiplied by the squared gain of a
+   gives the typical bit-cell length. The unwindowed spectrum, multiplied by the squared gain of a
    2nd-order Butterworth band-pass at 0.25/cell and 4/cell (zero phase, as filtering forwards and
    backwards), and cut to about 20 samples per cell when cells are longer, is inverted: band-limit
    and decimation in one step, with corners that follow the swipe (never a fixed high-pass
@@ -179,8 +179,9 @@ def band_limited(samples: Samples, rate: float) -> tuple[NDArray[np.float64], fl
 
     Returns ``(signal, step, cell)``: sample ``j`` of ``signal`` lies at ``j * step`` samples of
     the input, and ``cell`` is the typical bit-cell length in input samples. None when the input is
-    too short or holds nothing F2F-like. One real FFT does the spectrum, the zero-phase band-pass
-    and the decimation (to about 20 samples per cell when cells are longer).
+    too short or holds nothing F2F-like. A Hann-windowed real FFT gives the spectrum; an
+    unwindowed one, inverted, does the zero-phase band-pass and the decimation (to about 20
+    samples per cell when cells are longer).
     """
     data = _check_input(samples, rate)
     n = data.size
