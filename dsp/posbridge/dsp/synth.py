@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from posbridge.dsp.f2f import MAX_RATE, MIN_RATE
 from posbridge.protocols.cards import generate_test_pan
 from posbridge.protocols.errors import ConfigError
 from posbridge.protocols.magstripe import encode_track
@@ -75,8 +76,8 @@ class SwipeParams:
     channels: int = 1
 
     def __post_init__(self) -> None:
-        if not 1000 <= self.rate <= 400_000:
-            raise ConfigError(f"rate must be 1000-400000 Hz, got {self.rate}", key="rate")
+        if not MIN_RATE <= self.rate <= MAX_RATE:
+            raise ConfigError(f"rate must be {MIN_RATE:g}-{MAX_RATE:g} Hz, got {self.rate}", key="rate")
         if not 0.5 <= self.speed_cm_s <= 1000:
             raise ConfigError(f"speed must be 0.5-1000 cm/s, got {self.speed_cm_s}", key="speed_cm_s")
         if not 0.05 <= self.speed_ramp <= 20:
