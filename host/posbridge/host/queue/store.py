@@ -621,7 +621,7 @@ class TransactionQueue:
         now = self.clock()
         masked = request.masked
         card_id = self._card_id(request)
-        static_alert = self._static_alert(request, key, masked, now)
+        static_alert = self._static_alert(request, key, now)
         sealed = (
             self._device_key.seal(request.sealed_payload(), key.encode())
             if request.encrypted is None
@@ -705,39 +705,19 @@ class TransactionQueue:
         if state is not None:
             return state, None, None
         position = (count or 0, total or 0, last_audit or 0)
-        masked = request.masked
-        alert = static_alert or self._history_alert(request, key, masked, duplicate, recent, now)
+        alert = static_alert or self._history_alert(request, key, duplicate, recent, now)
         if alert is not None:
             if not alert.needs_confirmation:
                 self._insert(
-                    self._capture_cursor,
-                    request,
-                    key,
-                    masked,
-                    None,
-                    State.REFUSED,
-                    alert.message,
-                    now,
-                    position,
+                    self._capture_cursor, request, key, None, State.REFUSED, alert.message, now, position
                 )
             return None, alert, None
         refusal = offline_limit_refusal(self.limits, request.amount, request.currency, count or 0, total or 0)
         if refusal is not None:
-            self._insert(
-                self._capture_cursor, request, key, masked, card_id, State.REFUSED, refusal, now, position
-            )
+            self._insert(self._capture_cursor, request, key, card_id, State.REFUSED, refusal, now, position)
         else:
             self._insert(
-                self._capture_cursor,
-                request,
-                key,
-                masked,
-                card_id,
-                State.CAPTURED,
-                None,
-                now,
-                position,
-                sealed,
+                self._capture_cursor, request, key, card_id, State.CAPTURED, None, now, position, sealed
             )
             if request.source == "checkin":
                 self._attach_presence(self._capture_cursor, request, key)
@@ -759,10 +739,9 @@ class TransactionQueue:
             return f"masked:{masked.masked_pan}:{masked.expiry}"
         return f"customer:{request.customer}"
 
-    def _static_alert(
-        self, request: CaptureRequest, key: str, masked: MaskedCard | None, now: float
-    ) -> Alert | None:
+    def _static_alert(self, request: CaptureRequest, key: str, now: float) -> Alert | None:
         """The first rule the request breaks on its own: hard card rules, not checked in, chip swiped."""
+        masked = request.masked
         if request.card is not None and masked is not None:
             hard = hard_rule_alert(self.rules, request.card.pan, masked, request.amount, key, now)
             if hard is not None:
@@ -790,7 +769,6 @@ class TransactionQueue:
         self,
         request: CaptureRequest,
         key: str,
-        masked: MaskedCard | None,
         duplicate: int,
         recent: int,
         now: float,
@@ -798,6 +776,7 @@ class TransactionQueue:
         """A duplicate or velocity alert from the card's recent captures (unless confirmed)."""
         if not duplicate and recent < self.rules.velocity_max:
             return None
+        masked = request.masked
         shown = masked.masked_pan if masked else f"customer {request.customer}"
         if duplicate and AlertKind.DUPLICATE.value not in request.confirm:
             return Alert(
@@ -833,7 +812,6 @@ class TransactionQueue:
         db: sqlite3.Cursor,
         request: CaptureRequest,
         key: str,
-        masked: MaskedCard | None,
         card_id: str | None,
         state: TransactionState,
         reason: str | None,
@@ -861,7 +839,7 @@ class TransactionQueue:
                 self.lane,
                 request.source,
                 state.value,
-                _masked_to_json(masked),
+                _masked_to_json(request.masked),
                 card_id,
                 request.customer,
                 reason,
