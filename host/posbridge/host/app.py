@@ -18,11 +18,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from posbridge.host.config import Config
 from posbridge.protocols.errors import PosBridgeError, UsageError
 from posbridge.protocols.types import Card, CheckIn, CheckOut, PresenceEvent, Swipe, Transaction
+
+if TYPE_CHECKING:
+    from posbridge.host.queue import OfflineLimits
 
 Emit = Callable[[str, object], None]
 """How an input hands something to the lane: ``emit(input_name, item)``; safe from any thread."""
@@ -268,17 +271,25 @@ def _scanner_input(url: str, registry: Any, check_in: str) -> ScannerInput:
 # ---------------------------------------------------------------------- queue, forwarder, registry
 
 
-def open_lane_queue(config: Config) -> Any:
-    """The lane's transaction queue at ``config.queue_url`` with the configured offline limits."""
-    from posbridge.host.queue import OfflineLimits, open_queue
+def offline_limits(config: Config) -> OfflineLimits:
+    """The queue's limits on payments held offline, from ``[offline]``."""
+    from posbridge.host.queue import OfflineLimits
 
-    limits = OfflineLimits(
+    return OfflineLimits(
         max_transaction_amount=config.offline.max_transaction_amount,
         max_total_amount=config.offline.max_total_amount,
         max_count=config.offline.max_count,
         max_age_s=config.offline.max_age_s,
     )
-    return open_queue(config.queue_url, lane=config.lane.id, key_path=config.key_path, limits=limits)
+
+
+def open_lane_queue(config: Config) -> Any:
+    """The lane's transaction queue at ``config.queue_url`` with the configured offline limits."""
+    from posbridge.host.queue import open_queue
+
+    return open_queue(
+        config.queue_url, lane=config.lane.id, key_path=config.key_path, limits=offline_limits(config)
+    )
 
 
 class ForwarderRunner:

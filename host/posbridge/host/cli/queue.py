@@ -97,19 +97,14 @@ def _config() -> Any:
 
 
 def _open(args: argparse.Namespace) -> TransactionQueue:
-    from posbridge.host.queue import OfflineLimits, open_queue
+    from posbridge.host.app import offline_limits
+    from posbridge.host.queue import open_queue
 
     config = _config()
     url = args.queue or config.queue_url
-    limits = OfflineLimits(
-        config.offline.max_transaction_amount,
-        config.offline.max_total_amount,
-        config.offline.max_count,
-        config.offline.max_age_s,
-    )
     options: dict[str, Any] = {"lane": args.lane or config.lane.id}
     if "limits" not in url and "max_" not in url:
-        options["limits"] = limits
+        options["limits"] = offline_limits(config)
     if "key_file" not in url and config.key_file:
         options["key_path"] = config.key_path
     return open_queue(url, **options)
