@@ -21,6 +21,7 @@ from posbridge.host.cli._output import add_output_options, emit_json, emit_line
 from posbridge.protocols.errors import ParseError, UsageError
 
 if TYPE_CHECKING:
+    from posbridge.host.config import Config
     from posbridge.host.queue import TransactionQueue
     from posbridge.protocols.types import Transaction
 
@@ -90,17 +91,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 
-def _config() -> Any:
-    from posbridge.host.config import load_config
-
-    return load_config()
-
-
-def _open(args: argparse.Namespace) -> TransactionQueue:
+def _open(args: argparse.Namespace, config: Config) -> TransactionQueue:
     from posbridge.host.app import offline_limits
     from posbridge.host.queue import open_queue
 
-    config = _config()
     url = args.queue or config.queue_url
     options: dict[str, Any] = {"lane": args.lane or config.lane.id}
     if "limits" not in url and "max_" not in url:
@@ -233,11 +227,11 @@ async def _publish(queue: TransactionQueue, once: bool, as_json: bool) -> int:
     return 0
 
 
-async def _store_forward(args: argparse.Namespace, processor: str) -> int:
+async def _store_forward(args: argparse.Namespace, config: Config) -> int:
     from posbridge.host.queue import DeviceKey
     from posbridge.host.queue.jetstream import JetStreamForwarder
 
-    config = _config()
+    processor = args.processor or config.processor.url
     forwarder = JetStreamForwarder(args.nats, processor, DeviceKey.load_or_create(config.key_path))
     try:
         if args.once:
@@ -266,9 +260,12 @@ def _export(queue: TransactionQueue, handle: TextIO) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one queue action."""
+    from posbridge.host.config import load_config
+
+    config = load_config()
     if args.action == "store-forward":
-        return asyncio.run(_store_forward(args, args.processor or _config().processor.url))
-    queue = _open(args)
+        return asyncio.run(_store_forward(args, config))
+    queue = _open(args, config)
     try:
         if args.action == "capture":
             return _capture(queue)
@@ -321,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "forward":
             return asyncio.run(
                 _forward(
-                    queue, args.processor or _config().processor.url, args.once, args.concurrency, args.json
+                    queue, args.processor or config.processor.url, args.once, args.concurrency, args.json
                 )
             )
         if args.action == "publish":
