@@ -169,7 +169,7 @@ class DongleSession:
             for held_frame, held_message in held:
                 self._deliver(held_frame, held_message, replies, events)
         elif isinstance(message, Hello):
-            replies.append(Frame.of(Hello(role="host"), 0))
+            replies.append(self.hello())
         elif isinstance(message, Heartbeat):
             self.quality.last_heartbeat = time.time()
             self.quality.outbox_depth = message.outbox_depth
@@ -186,7 +186,7 @@ class DongleSession:
         if self.device is None:
             if all(held.seq != frame.seq for held, _ in self._held) and len(self._held) < MAX_HELD:
                 self._held.append((frame, message))
-            replies.append(Frame.of(Hello(role="host"), 0))
+            replies.append(self.hello())
             return
         seen = self._delivered.setdefault(self.device, collections.OrderedDict())
         if frame.seq in seen:
