@@ -18,7 +18,6 @@ from aiohttp import web
 from posbridge.protocols.errors import CaptureRefused, DeviceError, PosBridgeError, UsageError
 
 STATIC_DIR = Path(str(files("posbridge.host.console") / "static"))
-SSE_HEARTBEAT_S = 15.0
 
 
 class LaneControl(Protocol):
