@@ -13,7 +13,6 @@ audio of each swipe (with 0.25 s either side) as WAV; it holds card data, so it 
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import sys
 import time
@@ -21,6 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from posbridge.host.cli._listen_link import register_link_options, run_link_listener
 from posbridge.host.cli._output import (
     add_output_options,
     emit_json,
@@ -70,19 +70,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--duration", type=positive_seconds, default=None, metavar="S", help="stop after S seconds of audio"
     )
     add_output_options(parser)
-    link_module = _link_module()
-    register_link_options = getattr(link_module, "register_link_options", None)
-    if register_link_options is not None:
-        register_link_options(parser)
+    register_link_options(parser)
     parser.set_defaults(handler=run)
-
-
-def _link_module() -> Any:
-    """The dongle-link listener (engineer H3's ``_listen_link``), or None while it is not built."""
-    try:
-        return importlib.import_module("posbridge.host.cli._listen_link")
-    except ImportError:
-        return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,11 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise UsageError("--count must be at least 1")
     if args.link is not None:
-        link_module = _link_module()
-        if link_module is None:
-            raise UsageError("listening to a dongle link (--link) is not available in this build")
-        result: int = link_module.run_link_listener(args)
-        return result
+        return run_link_listener(args)
     if args.save_swipes is not None and not args.reveal:
         raise UsageError("--save-swipes writes card data to disk; it needs --reveal")
     from posbridge.dsp.detector import SwipeDetector
