@@ -43,15 +43,13 @@ def _swipe_record(event: Any) -> dict[str, Any]:
 async def _listen(args: argparse.Namespace) -> int:
     from posbridge.host.dongle import DongleSwipe, SerialDongle
 
-    count = getattr(args, "count", None)
-    duration = getattr(args, "duration", None)
     seen = 0
     dongle = SerialDongle(args.link, wait_for_device=False)
-    deadline = None if duration is None else time.monotonic() + duration
+    deadline = None if args.duration is None else time.monotonic() + args.duration
     try:
         async with dongle:
             iterator = dongle.events().__aiter__()
-            while count is None or seen < count:
+            while args.count is None or seen < args.count:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
@@ -83,19 +81,18 @@ async def _listen(args: argparse.Namespace) -> int:
                     else:
                         emit_line(f"{event.device} #{event.seq}: chip read")
     finally:
-        if getattr(args, "link_stats", False):
+        if args.link_stats:
             quality = dongle.quality.to_json()
             sys.stderr.write("link quality: " + " ".join(f"{k}={v}" for k, v in quality.items()) + "\n")
     return 0
 
 
 def run_link_listener(args: argparse.Namespace) -> int:
-    """Listen to the dongle on ``args.link`` until ``--count`` events, ``--duration`` s or Ctrl-C."""
-    from posbridge.protocols.errors import UsageError
+    """Listen to the dongle on ``args.link`` until ``--count`` events, ``--duration`` s or Ctrl-C.
 
-    if getattr(args, "count", None) is not None and args.count < 1:
-        raise UsageError("--count must be at least 1")
-    if getattr(args, "reveal", False):
+    ``args`` are ``posbridge listen``'s, already checked by its ``run``.
+    """
+    if args.reveal:
         sys.stderr.write(
             "posbridge: the dongle sends only encrypted track data; --reveal shows chip TLV only\n"
         )
