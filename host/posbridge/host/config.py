@@ -280,6 +280,13 @@ def _one_of(*choices: str) -> Callable[[Any], None]:
     return check
 
 
+def _check_in_mode(value: Any) -> None:
+    """One of :data:`posbridge.host.checkin.CHECK_IN_MODES` (loaded only when the key is given)."""
+    from posbridge.host.checkin import CHECK_IN_MODES
+
+    _one_of(*CHECK_IN_MODES)(value)
+
+
 def _port(value: Any) -> None:
     if not 0 <= value <= 65535:
         raise ValueError("must be a TCP port 0-65535")
@@ -302,7 +309,7 @@ _VALIDATORS: dict[str, Callable[[Any], None]] = {
     "chip_readers": _require_scheme(AUDIO_SCHEMES),
     "chip_profile": _one_of("fast", "bell202"),
     "scanner_url": _require_scheme(SCANNER_SCHEMES, allow_empty=True),
-    "scanner_check_in": _one_of("cautious", "quick"),
+    "scanner_check_in": _check_in_mode,
     "queue_url": _require_scheme(QUEUE_SCHEMES, allow_empty=True),
     "processor_url": _require_scheme(PROCESSOR_SCHEMES),
     "processor_timeout_s": _at_least(0.1),

@@ -85,6 +85,22 @@ def test_cautious_check_in_mode_is_a_cli_choice(recording: Path, capsys: pytest.
     assert stop.value.code == 2
 
 
+def test_check_in_choices_are_the_tracker_modes() -> None:
+    import argparse
+
+    from posbridge.host.checkin import CHECK_IN_MODES
+    from posbridge.host.cli import checkin as checkin_cli
+    from posbridge.host.config import load_config
+
+    parser = argparse.ArgumentParser()
+    checkin_cli.register(parser)
+    choices = next(action.choices for action in parser._actions if action.dest == "check_in")
+    assert choices is not None
+    assert tuple(choices) == tuple(CHECK_IN_MODES)
+    for mode in CHECK_IN_MODES:
+        assert load_config(environ={}, scanner_check_in=mode).scanner.check_in == mode
+
+
 def test_ble_scan_lists_beacons(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ble", "scan", "--scanner", "virtual://demo?duration=20", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
