@@ -16,6 +16,9 @@ import time
 
 from posbridge.protocols.errors import KeyMaterialError, UsageError
 
+#: DUKPT BDK sizes in bytes: AES-128/192/256 (X9.24-3) or a double/triple-length TDES key (X9.24-1).
+BDK_LENGTHS = (16, 24, 32)
+
 #: A key file larger than this is not a key file (and a device such as /dev/zero is not read forever).
 MAX_KEY_FILE_BYTES = 4096
 

@@ -29,10 +29,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def derive_record(bdk_hex: str, ksn_hex: str) -> dict[str, Any]:
     """The JSON object ``posbridge dukpt derive`` prints."""
+    from posbridge.host.cli._keys import BDK_LENGTHS
     from posbridge.protocols import dukpt
 
     ksn = dukpt.parse_hex(ksn_hex, "the KSN", (dukpt.TDES_KSN_BYTES, dukpt.AES_KSN_BYTES))
-    bdk = dukpt.parse_hex(bdk_hex, "the BDK", (16, 24, 32))
+    bdk = dukpt.parse_hex(bdk_hex, "the BDK", BDK_LENGTHS)
     keys = dukpt.derive_keys(bdk, ksn)
     if isinstance(keys, dukpt.TdesDukptKeys):
         return {

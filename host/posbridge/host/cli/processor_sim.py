@@ -12,15 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from posbridge.host.cli._keys import parse_hex_key, read_hex_key_file
+from posbridge.host.cli._keys import BDK_LENGTHS, parse_hex_key, read_hex_key_file
 from posbridge.host.cli._output import add_output_options, emit_json, emit_line
 from posbridge.protocols.errors import UsageError
 
 COMMAND = "processor-sim"
 HELP = "run a simulated payment processor on loopback HTTP (DUKPT test BDK, decline rules, faults)"
-
-#: BDK sizes in bytes: AES-128/192/256 (X9.24-3) or a double/triple-length TDES key (X9.24-1).
-BDK_LENGTHS = (16, 24, 32)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
