@@ -405,12 +405,12 @@ class Lane:
     ) -> None:
         sale = self.sale
         assert sale is not None
+        card_text = masked.masked_pan if masked else None
         try:
             transaction = await parts.capture(
                 self._queue, sale.amount, sale.currency, item, sale.customer, confirm
             )
         except CaptureRefused as error:
-            card_text = masked.masked_pan if masked else None
             if parts.needs_confirmation(error):
                 self._unconfirmed = (item, masked, str(error.context["kind"]))
                 self.sale = replace(sale, status="confirm", card=card_text, reason=str(error))
@@ -423,7 +423,6 @@ class Lane:
             return
         self.metrics.inc("captures")
         self._capture_started[transaction.key] = time.monotonic()
-        card_text = masked.masked_pan if masked else None
         self.sale = replace(sale, status="processing", card=card_text, key=transaction.key)
         self.line(f"captured {format_amount(sale.amount, sale.currency)} {masked or source_label}")
         self._apply_transaction(transaction)
