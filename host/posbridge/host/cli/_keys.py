@@ -49,17 +49,18 @@ def read_hex_key_file(
     ``timeout_s`` seconds, is larger than :data:`MAX_KEY_FILE_BYTES`, is not hex text or holds a
     key of another length.
     """
+    where = f"{option} {path}"
     try:
-        data = _read_capped(path, f"{option} {path}", timeout_s)
+        data = _read_capped(path, where, timeout_s)
     except OSError as error:
-        raise UsageError(f"{option} {path}: cannot read it: {error.strerror or error}") from None
+        raise UsageError(f"{where}: cannot read it: {error.strerror or error}") from None
     if len(data) > MAX_KEY_FILE_BYTES:
-        raise UsageError(f"{option} {path}: over {MAX_KEY_FILE_BYTES} bytes, not a key file")
+        raise UsageError(f"{where}: over {MAX_KEY_FILE_BYTES} bytes, not a key file")
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
-        raise UsageError(f"{option} {path}: {what} must be hex text") from None
-    return parse_hex_key(text, f"{option} {path}", what, lengths)
+        raise UsageError(f"{where}: {what} must be hex text") from None
+    return parse_hex_key(text, where, what, lengths)
 
 
 def _read_capped(path: str, where: str, timeout_s: float) -> bytes:
