@@ -23,9 +23,12 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: int = logging.WARNING, log_file: Path | None = None) -> None:
-    """Send posbridge's log to stderr (and ``log_file``), every handler behind a redacting filter."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+def configure_logging(
+    level: int = logging.WARNING, log_file: Path | None = None, *, stderr: bool = True
+) -> None:
+    """Send posbridge's log to stderr (unless ``stderr=False``) and ``log_file``, every handler
+    behind a redacting filter."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if stderr else []
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))

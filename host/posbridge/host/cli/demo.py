@@ -201,7 +201,6 @@ class DemoShop:
             processor=ProcessorConfig(url=processor_url, timeout_s=2.0),
             console=ConsoleConfig(host=self.console[0], port=self.console[1]),
             state_dir=self.state_dir,
-            log_file=str(self.state_dir / "posbridge.log"),
         )
         queue_ = parts.open_lane_queue(config)
         forwarder = parts.make_forwarder(
@@ -410,26 +409,16 @@ def run(args: argparse.Namespace) -> int:
         else:
             emit_line(f"[{time.monotonic() - started:6.2f}s] {text}")
 
+    import logging
+
+    from posbridge.protocols.logs import configure_logging
+
     with tempfile.TemporaryDirectory(prefix="posbridge-demo-") as temporary:
         state_dir = ensure_directory(args.state_dir or temporary, "--state-dir")
-        _log_to_file(state_dir / "posbridge.log")
+        configure_logging(logging.INFO, state_dir / "posbridge.log", stderr=False)
         deadline = started + max(args.duration, 0.0) - STOP_ALLOWANCE_S
         asyncio.run(_run_demo(state_dir, console, args.seed, deadline, on_line))
     return 0
-
-
-def _log_to_file(path: Path) -> None:
-    """The demo prints its own lines; the log (redacted, like every posbridge log) goes to ``path``."""
-    import logging
-
-    from posbridge.protocols.logs import RedactingFilter
-
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
 
 
 async def _run_demo(state_dir: Path, console: tuple[str, int], seed: int, deadline: float,
