@@ -124,8 +124,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(redact_pans(traceback.format_exc()))
         detail = f"{type(error).__name__}: {error}"
         return _fail(f"internal error: {detail} (set POSBRIDGE_DEBUG=1 for details)", EXIT_FAILURE)
-
-
-def usage_error(message: str) -> NoReturn:
-    """Raise the error that makes ``main`` exit with code 2 and ``message`` on stderr."""
-    raise UsageError(message)
