@@ -19,7 +19,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     """Add ``derive`` and its options."""
     actions = parser.add_subparsers(dest="dukpt_action", metavar="ACTION", parser_class=type(parser))
     derive = actions.add_parser("derive", help="print the keys of one KSN as JSON")
-    derive.add_argument("--bdk", required=True, metavar="HEX", help="base derivation key (16 or 32 bytes)")
+    derive.add_argument(
+        "--bdk", required=True, metavar="HEX", help="base derivation key (16, 24 or 32 bytes)"
+    )
     derive.add_argument(
         "--ksn", required=True, metavar="HEX", help="10-byte TDES KSN or 12-byte AES KSN (key ID + counter)"
     )
